@@ -1,0 +1,179 @@
+"""``process_page``: one page from bytes to a :class:`PageResult`, built-ins then custom steps."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from time import perf_counter
+
+from PIL import Image
+
+from ..errors import IngestError, PagekitError
+from . import images, ocr, pdf
+from .steps import StepContext, get_step
+from .types import Cancelled, PageInput, PageResult
+
+TEXT_LAYER_ENGINE = "pdf-text-layer"
+
+
+class _Run:
+    """The state of one page while it is processed."""
+
+    def __init__(self, inp: PageInput, should_stop: Callable[[], bool] | None):
+        self.inp = inp
+        self.should_stop = should_stop
+        self.result = PageResult(ok=False, language=inp.lang)
+        self.image: Image.Image | None = None  # the upright page image, once there is one
+        self.doc = None  # the pypdfium2 document of a PDF page
+        self.page = None
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Check for cancellation, then time the stage into ``result.timings[name]``."""
+        if self.should_stop is not None and self.should_stop():
+            raise Cancelled(self.inp.page_id, self.inp.source)
+        started = perf_counter()
+        try:
+            yield
+        finally:
+            self.result.timings[name] = round(perf_counter() - started, 4)
+
+    def set_text(self, text: str, engine: str, confidence: float | None) -> None:
+        self.result.text = text
+        self.result.engine = engine
+        self.result.confidence = confidence
+        self.result.words = len(text.split())
+        self.result.chars = len(text.strip())
+
+    def ocr(self, img: Image.Image, dpi: float | None = None) -> None:
+        with self.stage("ocr"):
+            gray = images.for_ocr(img)
+            self.result.width, self.result.height = gray.size
+            found = ocr.recognize(
+                gray, tessdata=self.inp.tessdata, lang=self.inp.lang, dpi=round(dpi or 0) or None
+            )
+        self.set_text(found.text, ocr.engine_name(), found.confidence)
+
+    def page_image(self) -> Image.Image:
+        """For custom steps: the page image, rendered on demand for text-layer PDF pages."""
+        if self.image is None:
+            dpi = pdf.fit_dpi(self.page, self.inp.render_dpi, self.inp.max_image_pixels)
+            self.image = pdf.render(self.page, dpi)
+        return self.image
+
+    def close(self) -> None:
+        if self.page is not None:
+            self.page.close()
+        if self.doc is not None:
+            self.doc.close()
+
+
+def _image_page(run: _Run) -> None:
+    inp = run.inp
+    with run.stage("load"):
+        run.image = images.load_page(inp.data, inp.source, inp.max_image_pixels)
+    run.ocr(run.image)
+    with run.stage("thumbnail"):
+        run.result.thumbnail = images.thumbnail(run.image)
+
+
+def _pdf_page(run: _Run) -> None:
+    inp = run.inp
+    with run.stage("load"):
+        run.doc = pdf.open_document(inp.data, inp.source)
+        run.page = run.doc[0]
+    with run.stage("text_layer"):
+        text = pdf.text_layer(run.page)
+    if pdf.significant_chars(text) >= inp.pdf_text_min_chars:
+        run.set_text(text, TEXT_LAYER_ENGINE, None)
+        with run.stage("thumbnail"):
+            small = pdf.render_to_fit(run.page, images.THUMBNAIL_SIZE)
+            run.result.thumbnail = images.thumbnail(small)
+        return
+    with run.stage("render"):
+        dpi = pdf.fit_dpi(run.page, inp.render_dpi, inp.max_image_pixels)
+        run.image = pdf.render(run.page, dpi)
+    run.ocr(run.image, dpi)
+    with run.stage("thumbnail"):
+        run.result.thumbnail = images.thumbnail(run.image)
+
+
+def _custom_step(run: _Run, name: str, ctx: StepContext) -> None:
+    fn = get_step(name)
+    with run.stage(name):
+        try:
+            out = fn(ctx)
+        except Cancelled:
+            raise
+        except Exception as exc:
+            raise PagekitError(
+                f"{run.inp.source}: step {name!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+    if out is None:
+        return
+    if not isinstance(out, dict):
+        raise PagekitError(
+            f"{run.inp.source}: step {name!r} returned {type(out).__name__}; "
+            "a step must return a dict or None"
+        )
+    try:
+        json.dumps(out)
+    except (TypeError, ValueError) as exc:
+        raise PagekitError(
+            f"{run.inp.source}: step {name!r} returned data that is not JSON-able ({exc}); "
+            "return only dicts, lists, strings, numbers, booleans and None"
+        ) from None
+    run.result.extra[name] = out
+
+
+def _one_line(message: str) -> str:
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+def process_page(inp: PageInput, should_stop: Callable[[], bool] | None = None) -> PageResult:
+    """Process one page: load, text layer or render + OCR, thumbnail, then custom steps.
+
+    Never raises for a bad page: the result has ``ok=False`` and a one-line ``error``
+    naming the page and the fix. Raises :class:`Cancelled` only when ``should_stop()``
+    returns True, which is checked before every stage.
+    """
+    run = _Run(inp, should_stop)
+    started = perf_counter()
+    try:
+        for name in inp.steps:  # an unknown step fails the page before any slow work
+            get_step(name)
+        if inp.kind == "image":
+            _image_page(run)
+        elif inp.kind == "pdf":
+            _pdf_page(run)
+        else:
+            raise PagekitError(
+                f"{inp.source}: unknown page kind {inp.kind!r}; expected 'image' or 'pdf'"
+            )
+        ctx = StepContext(inp.page_id, inp.source, inp.kind, run.result, run.page_image)
+        for name in inp.steps:
+            _custom_step(run, name, ctx)
+        run.result.ok = True
+    except Cancelled:
+        raise
+    except IngestError as exc:
+        run.result.error = _one_line(str(exc))  # already "<source>: <message>"
+    except PagekitError as exc:
+        message = str(exc)
+        prefix = f"{inp.source}: "
+        run.result.error = _one_line(message if message.startswith(prefix) else prefix + message)
+    except MemoryError:
+        run.result.error = (
+            f"{inp.source}: out of memory while processing the page; lower "
+            "PAGEKIT_RENDER_DPI or PAGEKIT_MAX_IMAGE_PIXELS, or give the worker more memory"
+        )
+    except Exception as exc:
+        run.result.error = _one_line(
+            f"{inp.source}: unexpected {type(exc).__name__}: {exc}; "
+            "re-export the page, and report this if it persists"
+        )
+    finally:
+        run.close()
+        run.result.timings["total"] = round(perf_counter() - started, 4)
+    return run.result
