@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
 
 from PIL import Image, ImageOps
@@ -37,7 +38,15 @@ def open_image(data: bytes, source: str, max_pixels: int) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
-        raise DecompressionBomb(source, f"{exc}; downscale the image", limit=max_pixels) from None
+        # Pillow's own hard limit (twice its MAX_IMAGE_PIXELS) fired before ours could.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        raise DecompressionBomb(
+            source,
+            f"image has {pixels}, over the limit of {max_pixels:,} (a likely decompression "
+            "bomb); downscale it",
+            limit=max_pixels,
+        ) from None
     except Image.UnidentifiedImageError:
         raise UnsupportedType(source, "not a readable image; re-export it as PNG or JPEG") from None
     except (OSError, SyntaxError, ValueError) as exc:
