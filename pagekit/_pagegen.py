@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import io
 import random
+import re
 import textwrap
+from collections import Counter
 from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
@@ -246,3 +248,15 @@ def multipage_tiff(images: Sequence[Image.Image], *, dpi: int = 150) -> bytes:
         dpi=(dpi, dpi),
     )
     return buf.getvalue()
+
+
+def _words(text: str) -> Counter[str]:
+    return Counter(re.sub(r"[^a-z0-9\s]", " ", text.lower()).split())
+
+
+def word_recall(expected: str, found: str) -> float:
+    """The share of ``expected``'s words (a multiset; case and punctuation ignored) that
+    ``found`` contains: how tests and benchmarks score OCR."""
+    want = _words(expected)
+    total = sum(want.values())
+    return sum((want & _words(found)).values()) / total if total else 1.0
