@@ -13,6 +13,7 @@ import click
 from . import runtime
 from .config import Settings
 from .errors import NothingToProcess, PagekitError
+from .reports import FORMATS
 
 
 def _client(ctx: click.Context, start: bool = True) -> Any:
@@ -217,7 +218,9 @@ def process(
         found = df[df.page_number.isin(wanted)]
         missing = sorted(wanted - set(found.page_number))
         if missing:
-            raise click.BadParameter(f"no page number(s) {missing} in {project}", param_hint="--pages")
+            raise click.BadParameter(
+                f"no page number(s) {missing} in {project}", param_hint="--pages"
+            )
         job = client.process_batch(project, [int(i) for i in found.page_id])
     elif retry_failed:
         job = client.retry_failed(project)
@@ -270,7 +273,7 @@ def task_wait(ctx: click.Context, task_id: str, timeout: float | None) -> None:
 
 @main.command()
 @click.argument("project")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "parquet"]), default=None)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None)
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
 @click.pass_context
 def export(ctx: click.Context, project: str, fmt: str | None, output: Path) -> None:
@@ -296,6 +299,32 @@ def doctor(ctx: click.Context, fix: bool) -> None:
     if not ok:
         ctx.exit(1)
 
+
+# Commands that live in their own modules, next to what they run.
+_COMMANDS = [
+    ("pagekit.demo", "demo_command"),
+    ("pagekit.dashboard", "dashboard_command"),
+    ("pagekit.api", "serve_command"),
+    ("pagekit.tokens", "token_group"),
+    ("pagekit.monitor", "flower_command"),
+    ("pagekit.report_html", "report_command"),
+]
+
+
+def _register_optional_commands() -> None:
+    import importlib
+
+    for module, attr in _COMMANDS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # a missing dependency inside it is a real error
+                raise
+            continue
+        main.add_command(getattr(mod, attr))
+
+
+_register_optional_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main(sys.argv[1:])

@@ -25,7 +25,7 @@ from .blobs import BlobStore
 from .celery_app import QUEUE, make_app
 from .config import Settings
 from .errors import IngestError, NothingToProcess, PagekitError, RuntimeUnavailable
-from .store import Job, Page, Project, Store
+from .store import Job, Page, Store
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -452,10 +452,14 @@ class Client:
 
     def queue_depth(self) -> int:
         """Messages waiting in the pagekit queue on the broker."""
-        with self.app.connection_for_read() as conn:
-            with conn.channel() as channel:
+        from kombu.exceptions import ChannelError
+
+        with self.app.connection_for_read() as conn, conn.channel() as channel:
+            try:
                 _, count, _ = channel.queue_declare(queue=QUEUE, passive=True)
-                return int(count)
+            except ChannelError:  # no such queue yet: nothing was ever queued
+                return 0
+            return int(count)
 
     def reconcile(self) -> list[tuple[str, int]]:
         """Re-queue pages stuck without a live task (see :func:`pagekit.jobs.reconcile`)."""

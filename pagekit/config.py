@@ -68,6 +68,19 @@ class Settings:
     max_attempts: int = 3
     # Seconds between status polls in progress bars (the seed's "every 3 seconds").
     poll_interval: float = 3.0
+    # HTTP API (`pagekit serve`): loopback by default, the seed's port.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8001
+    # Voila dashboard (`pagekit dashboard`): loopback by default, Voila's usual port.
+    dashboard_port: int = 8866
+    # Largest websocket message the dashboard accepts (an upload travels in one):
+    # tornado's 10 MiB default is too small for a scanned PDF.
+    websocket_max_message_mb: int = 512
+    # Flower (`pagekit flower`): loopback port and basic-auth credentials; an unset
+    # password is generated once and kept in <home>/runtime/flower.json.
+    flower_port: int = 5555
+    flower_user: str = "pagekit"
+    flower_password: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -144,6 +157,10 @@ _INTS = {
     "page_time_limit",
     "visibility_timeout",
     "max_attempts",
+    "api_port",
+    "dashboard_port",
+    "websocket_max_message_mb",
+    "flower_port",
 }
 
 

@@ -44,7 +44,6 @@ RESULT_COLUMNS = [
     "finished_at",
 ]
 CHUNK = 500
-FORMATS = ("csv", "jsonl", "parquet")
 
 
 def _row(p: Page) -> dict[str, Any]:
@@ -221,3 +220,4 @@ def _write_parquet(chunks: Iterator[list[dict]], path: Path) -> None:
 
 
 _WRITERS = {"csv": _write_csv, "jsonl": _write_jsonl, "parquet": _write_parquet}
+FORMATS = tuple(_WRITERS)

@@ -62,7 +62,7 @@ def _write_state(settings: Settings, state: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2))
     tmp.chmod(0o600)  # it holds the Redis password
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,41 @@
+# The README's commands. `make demo` and `make test` do all set-up themselves:
+# they create .venv, install pagekit with every extra, and start what they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install demo test dashboard serve bench lint down clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "pagekit needs Python 3.10+"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[all,test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/pagekit demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+dashboard: $(STAMP)
+	$(BIN)/pagekit dashboard
+
+serve: $(STAMP)
+	$(BIN)/pagekit serve
+
+bench: $(STAMP)
+	$(BIN)/python bench/throughput.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+down:
+	test ! -x $(BIN)/pagekit || $(BIN)/pagekit down
+
+clean: down
+	rm -rf $(VENV) pagekit-data demo-results.csv

@@ -1,0 +1,86 @@
+"""Shared fixtures: a real embedded runtime (private Redis + real Celery workers).
+
+One runtime serves the whole session (starting one costs a few seconds); each test
+gets its own project. PostgreSQL runs are opt-in with PAGEKIT_TEST_POSTGRES (a
+SQLAlchemy URL); `.ci/run` sets it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pagekit.client import Client
+
+PLUGINS = Path(__file__).parent / "plugins"
+ON_CI = os.environ.get("CI") == "true"
+
+# Workers (child processes) import the test steps the way a user's workers would.
+sys.path.insert(0, str(PLUGINS))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(PLUGINS), os.environ.get("PYTHONPATH", "")) if p
+)
+os.environ["PAGEKIT_STEP_MODULES"] = "pagekit_test_steps"
+os.environ.pop("PAGEKIT_BROKER_URL", None)
+os.environ.pop("PAGEKIT_DATABASE_URL", None)
+import pagekit_test_steps  # noqa: E402,F401  (registers the steps in this process too)
+
+
+def need(condition: bool, why: str) -> None:
+    """Skip when a service is missing, but fail on CI (CI=true) where it must be there."""
+    if condition:
+        return
+    if ON_CI:
+        pytest.fail(f"required on CI: {why}")
+    pytest.skip(why)
+
+
+def _start(home: Path, **kwargs: object) -> Client:
+    client = Client(home=home, workers=2, **kwargs)  # type: ignore[arg-type]
+    client.wait_for_workers(timeout=90)
+    return client
+
+
+@pytest.fixture(scope="session")
+def runtime_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("pagekit-home")
+
+
+@pytest.fixture(scope="session")
+def client(runtime_home: Path) -> Iterator[Client]:
+    """A Client on a real embedded runtime (SQLite), shared by the session."""
+    c = _start(runtime_home)
+    yield c
+    c.shutdown()
+
+
+@pytest.fixture(scope="session")
+def pg_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    """The same, with PostgreSQL as the database (PAGEKIT_TEST_POSTGRES)."""
+    url = os.environ.get("PAGEKIT_TEST_POSTGRES")
+    need(bool(url), "set PAGEKIT_TEST_POSTGRES to a PostgreSQL URL to run the PostgreSQL jobs")
+    c = _start(tmp_path_factory.mktemp("pagekit-pg"), database_url=url)
+    yield c
+    c.shutdown()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_client(request: pytest.FixtureRequest) -> Client:
+    """Runs a job test once on SQLite and once on PostgreSQL (when configured)."""
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_client")
+    return request.getfixturevalue("client")
+
+
+def new_project(client: Client, steps: list[str] | None = None) -> dict:
+    return client.create_project(f"test-{uuid.uuid4().hex[:10]}", steps)
+
+
+@pytest.fixture
+def project(client: Client) -> dict:
+    return new_project(client)
