@@ -83,13 +83,17 @@ def load_item(item: Item, *, max_bytes: int | None = None) -> tuple[str, bytes, 
         name = path.name or str(item)
         try:
             size = path.stat().st_size
+            if path.is_dir():
+                raise IngestError(str(item), "is a directory; pass the files inside it")
+            if max_bytes is not None and size > max_bytes:
+                raise _too_large(name, size, max_bytes)
+            return name, path.read_bytes(), False
         except FileNotFoundError:
             raise IngestError(str(item), "file not found; check the path") from None
-        if path.is_dir():
-            raise IngestError(str(item), "is a directory; pass the files inside it")
-        if max_bytes is not None and size > max_bytes:
-            raise _too_large(name, size, max_bytes)
-        return name, path.read_bytes(), False
+        except OSError as exc:
+            raise IngestError(
+                str(item), f"cannot read the file ({exc.strerror}); check its permissions"
+            ) from None
     if isinstance(item, tuple):
         name, data = item
         return name, bytes(data), True

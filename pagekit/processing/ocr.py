@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from dataclasses import dataclass
@@ -24,18 +25,24 @@ class OcrText:
     confidence: float | None  # mean word confidence, None when no words were found
 
 
-def engine_name() -> str:
-    """The Tesseract version, e.g. ``"tesseract 5.5.4"``."""
+def _tesserocr() -> Any:
+    """Import tesserocr, after limiting Tesseract's OpenMP threads (set before it loads):
+    they would fight our worker processes for the cores."""
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     import tesserocr
 
-    return tesserocr.tesseract_version().splitlines()[0].strip()
+    return tesserocr
+
+
+@functools.cache
+def engine_name() -> str:
+    """The Tesseract version, e.g. ``"tesseract 5.5.4"``."""
+    return _tesserocr().tesseract_version().splitlines()[0].strip()
 
 
 def missing_languages(tessdata: str, lang: str) -> list[str]:
     """The languages of ``lang`` (e.g. ``"eng+deu"``) with no traineddata in ``tessdata``."""
-    import tesserocr
-
-    _, available = tesserocr.get_languages(tessdata)
+    _, available = _tesserocr().get_languages(tessdata)
     return [code for code in lang.split("+") if code and code not in available]
 
 
@@ -52,10 +59,7 @@ def _engine(tessdata: str, lang: str) -> tuple[Any, threading.Lock]:
     key = (tessdata, lang)
     with _engines_lock:
         if key not in _engines:
-            # Tesseract's OpenMP threads fight with our worker processes for the cores.
-            os.environ.setdefault("OMP_THREAD_LIMIT", "1")
-            import tesserocr
-
+            tesserocr = _tesserocr()
             missing = missing_languages(tessdata, lang)
             if missing:
                 raise ProcessingError(_missing_message(tessdata, missing))
@@ -102,8 +106,7 @@ def engine_info(tessdata: str | None = None, lang: str = "eng") -> dict[str, Any
 
     ``error`` is None when OCR in ``lang`` is ready, else a message that says how to fix it.
     """
-    import tesserocr
-
+    tesserocr = _tesserocr()
     tessdata = tessdata or _default_tessdata()
     _, languages = tesserocr.get_languages(tessdata)
     missing = missing_languages(tessdata, lang)
