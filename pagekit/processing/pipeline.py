@@ -9,7 +9,7 @@ from time import perf_counter
 
 from PIL import Image
 
-from ..errors import IngestError, PagekitError
+from ..errors import IngestError, PagekitError, ProcessingError
 from . import images, ocr, pdf
 from .steps import StepContext, get_step
 from .types import Cancelled, PageInput, PageResult
@@ -107,20 +107,20 @@ def _custom_step(run: _Run, name: str, ctx: StepContext) -> None:
         except Cancelled:
             raise
         except Exception as exc:
-            raise PagekitError(
+            raise ProcessingError(
                 f"{run.inp.source}: step {name!r} failed: {type(exc).__name__}: {exc}"
             ) from exc
     if out is None:
         return
     if not isinstance(out, dict):
-        raise PagekitError(
+        raise ProcessingError(
             f"{run.inp.source}: step {name!r} returned {type(out).__name__}; "
             "a step must return a dict or None"
         )
     try:
         json.dumps(out)
     except (TypeError, ValueError) as exc:
-        raise PagekitError(
+        raise ProcessingError(
             f"{run.inp.source}: step {name!r} returned data that is not JSON-able ({exc}); "
             "return only dicts, lists, strings, numbers, booleans and None"
         ) from None
@@ -148,7 +148,7 @@ def process_page(inp: PageInput, should_stop: Callable[[], bool] | None = None) 
         elif inp.kind == "pdf":
             _pdf_page(run)
         else:
-            raise PagekitError(
+            raise ProcessingError(
                 f"{inp.source}: unknown page kind {inp.kind!r}; expected 'image' or 'pdf'"
             )
         ctx = StepContext(inp.page_id, inp.source, inp.kind, run.result, run.page_image)
