@@ -1,17 +1,24 @@
-"""Results as pandas DataFrames, and exports that stream (CSV, JSONL, Parquet).
+"""Results as pandas DataFrames, and exports that stream (CSV, JSONL, Parquet, Excel,
+a zip of text files).
 
 Exports read the store in chunks of pages in page order, so a 100,000-page project
-never needs all its text in memory at once.
+never needs all its text in memory at once. The HTML report is in ``report_html``.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
-from collections.abc import Iterator
+import re
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
@@ -70,8 +77,11 @@ def _row(p: Page) -> dict[str, Any]:
     }
 
 
-def iter_results(client: Client, project: ProjectRef, chunk: int = CHUNK) -> Iterator[list[dict]]:
+def iter_results(
+    client: Client, project: ProjectRef, chunk: int | None = None
+) -> Iterator[list[dict]]:
     """Chunks of result rows in page order (keyset pagination: constant memory)."""
+    chunk = chunk or CHUNK
     pid = client.store.project(project).id
     last = None
     while True:
@@ -154,41 +164,69 @@ def _jsonable(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
+@dataclass(frozen=True)
+class _Source:
+    """What a writer reads: the project's rows, chunk by chunk, in page order."""
+
+    client: Client
+    project_id: int
+
+    def chunks(self) -> Iterator[list[dict]]:
+        return iter_results(self.client, self.project_id)
+
+    def last_page_number(self) -> int:
+        with self.client.store.read() as s:
+            top = s.scalar(
+                select(func.max(Page.page_number)).where(Page.project_id == self.project_id)
+            )
+        return int(top or 0)
+
+
 def export(
     client: Client, project: ProjectRef, path: str | Path, format: str | None = None
 ) -> Path:
-    """Write results to ``path``; the format is ``format`` or the file's extension."""
+    """Write results to ``path``; the format is ``format`` or the file's extension.
+
+    Formats: ``csv``, ``jsonl``, ``parquet``, ``xlsx`` (Excel) and ``zip`` (one UTF-8
+    ``.txt`` per page plus the whole text in page order). The file appears under its
+    real name only when it is complete.
+    """
     path = Path(path)
     fmt = (format or path.suffix.lstrip(".")).lower()
+    fmt = _ALIASES.get(fmt, fmt)
     writer = _WRITERS.get(fmt)
     if writer is None:
         raise PagekitError(
             f"unknown export format {fmt!r} for {path.name}; use one of {', '.join(_WRITERS)}"
         )
+    source = _Source(client, client.store.project(project).id)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    writer(iter_results(client, project), tmp)
-    tmp.replace(path)  # never leave half a file under the real name
+    try:
+        writer(source, tmp)
+        tmp.replace(path)  # never leave half a file under the real name
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
-def _write_csv(chunks: Iterator[list[dict]], path: Path) -> None:
+def _write_csv(source: _Source, path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS)
         w.writeheader()
-        for chunk in chunks:
+        for chunk in source.chunks():
             w.writerows({k: _jsonable(v) for k, v in r.items()} for r in chunk)
 
 
-def _write_jsonl(chunks: Iterator[list[dict]], path: Path) -> None:
+def _write_jsonl(source: _Source, path: Path) -> None:
     with path.open("w", encoding="utf-8") as fh:
-        for chunk in chunks:
+        for chunk in source.chunks():
             for r in chunk:
                 fh.write(json.dumps({k: _jsonable(v) for k, v in r.items()}, ensure_ascii=False))
                 fh.write("\n")
 
 
-def _write_parquet(chunks: Iterator[list[dict]], path: Path) -> None:
+def _write_parquet(source: _Source, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -215,9 +253,132 @@ def _write_parquet(chunks: Iterator[list[dict]], path: Path) -> None:
         ]
     )
     with pq.ParquetWriter(path, schema) as writer:
-        for chunk in chunks:
+        for chunk in source.chunks():
             writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
 
 
-_WRITERS = {"csv": _write_csv, "jsonl": _write_jsonl, "parquet": _write_parquet}
+# Excel refuses a cell longer than this; longer text is cut with a note saying so.
+XLSX_MAX_CELL = 32_767
+_XLSX_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # XML 1.0 forbids these
+_XLSX_WIDTHS = {"source": 24, "text": 80, "error": 40, "job_id": 38, "finished_at": 20}
+
+
+def _xlsx_text(value: str) -> str:
+    value = _XLSX_ILLEGAL.sub("", value)
+    if len(value) > XLSX_MAX_CELL:
+        note = f" [... cut at Excel's cell limit; {len(value)} characters in the other exports]"
+        value = value[: XLSX_MAX_CELL - len(note)] + note
+    return value
+
+
+def _write_xlsx(source: _Source, path: Path) -> None:
+    """Excel, written row by row (openpyxl write-only mode keeps no rows in memory).
+
+    Text goes in as inline strings, never as formulas, so OCR text that starts with
+    ``=`` stays text. Times are UTC.
+    """
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+
+    wb = Workbook(write_only=True)
+    bold = Font(bold=True)
+
+    def sheet(title: str, columns: list[str], rows: Iterator[list[Any]]) -> None:
+        ws = wb.create_sheet(title)
+        ws.freeze_panes = "A2"
+        for i, col in enumerate(columns, start=1):
+            ws.column_dimensions[get_column_letter(i)].width = _XLSX_WIDTHS.get(col, 12)
+        header = []
+        for col in columns:
+            cell = WriteOnlyCell(ws, value=col)
+            cell.font = bold
+            header.append(cell)
+        ws.append(header)
+        for values in rows:
+            row: list[Any] = []
+            for v in values:
+                if isinstance(v, str):
+                    cell = WriteOnlyCell(ws, value=_xlsx_text(v))
+                    cell.data_type = "s"  # a string, even when it starts with "="
+                    row.append(cell)
+                else:
+                    row.append(v)
+            ws.append(row)
+
+    def page_rows() -> Iterator[list[Any]]:
+        for chunk in source.chunks():
+            for r in chunk:
+                yield [r[c] for c in RESULT_COLUMNS]
+
+    sheet("pages", RESULT_COLUMNS, page_rows())
+    jobs = jobs_frame(source.client, source.project_id)
+    jobs = jobs.astype(object).where(jobs.notna(), None)
+    sheet("jobs", list(jobs.columns), (list(r) for r in jobs.itertuples(index=False)))
+    wb.save(path)
+
+
+# The text bundle: names inside the zip.
+TEXT_DIR = "pages"
+TEXT_COMBINED = "all-pages.txt"
+TEXT_MANIFEST = "manifest.csv"
+
+
+def _write_text_zip(source: _Source, path: Path) -> None:
+    """A zip: ``pages/0001.txt`` per page (UTF-8), ``all-pages.txt`` with every page's
+    text in page order under a ``=== page N ===`` line, and ``manifest.csv`` (page
+    number, file, source, status, error).
+
+    One pass over the store: page files go straight into the zip; the combined text and
+    the manifest grow in temporary files (spilled to disk when large) and are copied in
+    at the end, since a zip takes one open entry at a time.
+    """
+    width = max(4, len(str(source.last_page_number())))
+    with (
+        zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf,
+        _spool() as combined,
+        _spool() as manifest,
+    ):
+        m = csv.writer(manifest, lineterminator="\n")
+        m.writerow(["page_number", "file", "source", "status", "words", "confidence", "error"])
+        first = True
+        for chunk in source.chunks():
+            for r in chunk:
+                name = f"{TEXT_DIR}/{r['page_number']:0{width}d}.txt"
+                text = r["text"] or ""
+                zf.writestr(name, text.encode("utf-8"))
+                m.writerow(
+                    [r["page_number"], name, r["source"], r["status"], r["words"],
+                     r["confidence"], r["error"] or ""]
+                )  # fmt: skip
+                if not first:
+                    combined.write("\n\n")
+                first = False
+                combined.write(f"=== page {r['page_number']} ({r['source']}) ===\n")
+                if r["status"] != "completed":
+                    combined.write(f"[{r['status']}{': ' + r['error'] if r['error'] else ''}]\n")
+                combined.write(text)
+        combined.write("\n")
+        for name, spool in ((TEXT_COMBINED, combined), (TEXT_MANIFEST, manifest)):
+            spool.seek(0)
+            with zf.open(name, "w") as out, io.TextIOWrapper(out, encoding="utf-8") as text_out:
+                shutil.copyfileobj(spool, text_out)
+
+
+def _spool() -> IO[str]:
+    # In memory up to 16 MiB, then on disk.
+    return tempfile.SpooledTemporaryFile(
+        max_size=16 * 1024 * 1024, mode="w+", encoding="utf-8", newline=""
+    )
+
+
+_WRITERS: dict[str, Callable[[_Source, Path], None]] = {
+    "csv": _write_csv,
+    "jsonl": _write_jsonl,
+    "parquet": _write_parquet,
+    "xlsx": _write_xlsx,
+    "zip": _write_text_zip,
+}
+_ALIASES = {"excel": "xlsx", "ndjson": "jsonl", "text": "zip"}
 FORMATS = tuple(_WRITERS)
