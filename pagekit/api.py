@@ -1,0 +1,639 @@
+"""The HTTP API of the seed contract (FastAPI), served by ``pagekit serve``.
+
+Every route is a thin call into :class:`pagekit.Client`; the JSON shapes of the task
+routes are exactly the seed contract in DESIGN.md. Every route except ``/health`` needs
+``Authorization: Bearer <token>`` (``pagekit token create NAME``). Errors are
+``{"detail": "..."}``: 401 bad token, 404 unknown project/page/task, 409 conflict
+(already queued, page number taken, project exists), 413/415/422 refused upload
+(with ``"reason"``), 422 bad body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Any, Literal
+
+import click
+from fastapi import (
+    APIRouter,
+    Depends,
+    FastAPI,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+    Security,
+)
+from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field, StringConstraints
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from . import tokens
+from .client import Client
+from .config import Settings
+from .errors import (
+    FileTooLarge,
+    IngestError,
+    NoSuchTask,
+    NotFound,
+    NothingToProcess,
+    PagekitError,
+    ProjectExists,
+    RuntimeUnavailable,
+    UnsupportedType,
+)
+
+# Ids are SQL INTEGER columns: 32-bit on PostgreSQL, so larger ids cannot exist.
+ID_MAX = 2**31 - 1
+# Multipart framing and the page_number field around the file; the file itself is
+# checked against max_upload_bytes exactly by ingest.
+FORM_OVERHEAD = 64 * 1024
+BATCH_MAX = 10_000
+TASK_ID_CHARS = set("0123456789abcdefABCDEF-")
+
+try:
+    __version__ = version("pagekit")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0"
+
+_INGEST_STATUS = {FileTooLarge.reason: 413, UnsupportedType.reason: 415}
+
+PageState = Literal["pending", "queued", "processing", "completed", "failed", "cancelled"]
+ProjectId = Annotated[int, PathParam(ge=1, le=ID_MAX, description="A project id.")]
+PageId = Annotated[int, PathParam(ge=1, le=ID_MAX, description="A page id.")]
+TaskId = Annotated[str, PathParam(max_length=64, description="A task id from a queue call.")]
+Name = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
+]
+
+
+# -- schemas ------------------------------------------------------------------------------
+
+
+class Problem(BaseModel):
+    """An error: what went wrong and how to fix it."""
+
+    detail: str | list[Any]
+    reason: str | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="Why an upload was refused, e.g. 'too large', 'unsupported type'.",
+    )
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str
+
+
+class ProjectIn(BaseModel):
+    name: Name
+    steps: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Custom step names run after OCR on each page.",
+    )
+
+
+class ProjectOut(BaseModel):
+    project_id: int
+    name: str
+    steps: list[str]
+
+
+class ProjectSummary(ProjectOut):
+    pages: int
+    created_at: datetime
+
+
+class ProjectDetail(ProjectOut):
+    counts: dict[str, int] = Field(description="Pages per status.")
+
+
+class PageRow(BaseModel):
+    page_id: int
+    page_number: int
+    source: str
+    source_index: int
+    kind: str
+    status: PageState
+    words: int | None
+    chars: int | None
+    confidence: float | None
+    engine: str | None
+    error: str | None
+    job_id: str | None
+    worker: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class PageList(BaseModel):
+    project_id: int
+    total: int = Field(description="Pages matching the filter, over all offsets.")
+    limit: int
+    offset: int
+    pages: list[PageRow]
+
+
+class PageDetail(BaseModel):
+    page_id: int
+    project_id: int
+    page_number: int
+    source: str
+    source_index: int
+    kind: str
+    mime: str
+    status: PageState
+    text: str | None
+    confidence: float | None
+    words: int | None
+    chars: int | None
+    engine: str | None
+    language: str | None
+    width: int | None
+    height: int | None
+    timings: dict[str, Any] | None
+    extra: dict[str, Any] | None
+    error: str | None
+    job_id: str | None
+    worker: str | None
+    has_thumbnail: bool
+
+
+class Uploaded(BaseModel):
+    """The outcome of one upload: the pages it created (a PDF gives one per PDF page)."""
+
+    project_id: int
+    source: str
+    status: Literal["added", "duplicate"] = Field(
+        description="'added' (201), or 'duplicate' (200) when identical content is already "
+        "in the project: nothing is stored twice and `duplicates` names the existing pages."
+    )
+    page_id: int = Field(description="The first page's id (the page, for a one-page file).")
+    page_number: int
+    page_ids: list[int] = Field(description="New pages, in order.")
+    page_numbers: list[int]
+    duplicates: list[int] = Field(description="Existing pages with identical content.")
+    message: str | None = None
+
+
+class PageQueued(BaseModel):
+    task_id: str
+    status: Literal["queued"]
+    page_id: int
+    page_number: int
+
+
+class BatchIn(BaseModel):
+    page_ids: list[Annotated[int, Field(ge=1, le=ID_MAX)]] = Field(
+        min_length=1, max_length=BATCH_MAX
+    )
+
+
+class BatchQueued(BaseModel):
+    task_id: str
+    status: Literal["queued"]
+    total_pages: int
+    page_ids: list[int]
+
+
+class PageOutcome(BaseModel):
+    page_id: int
+    page_number: int
+    status: str
+    words: int | None
+    confidence: float | None
+    error: str | None
+
+
+class JobResult(BaseModel):
+    total: int
+    completed: int
+    failed: int
+    results: list[PageOutcome]
+    cancelled: int | None = Field(
+        default=None, exclude_if=lambda v: v is None, description="Only on cancelled tasks."
+    )
+
+
+class TaskRunning(BaseModel):
+    """A task still running: ``current`` of ``total`` pages are finished."""
+
+    task_id: str
+    status: Literal["queued", "processing"]
+    current: int
+    total: int
+
+
+class TaskDone(BaseModel):
+    """A finished task with its per-page results."""
+
+    task_id: str
+    status: Literal["completed", "failed", "cancelled"]
+    result: JobResult
+
+
+class CancelRunning(TaskRunning):
+    cancelled_pages: int = Field(description="Queued pages cancelled by this call.")
+
+
+class CancelDone(TaskDone):
+    cancelled_pages: int = Field(description="Queued pages cancelled by this call.")
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": Problem} for code in codes}
+
+
+# -- auth -----------------------------------------------------------------------------------
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="A token from `pagekit token create NAME`, sent as `Authorization: Bearer ...`.",
+)
+
+
+def get_client(request: Request) -> Client:
+    return request.app.state.client
+
+
+ClientDep = Annotated[Client, Depends(get_client)]
+
+
+def require_token(
+    client: ClientDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+) -> str:
+    """The caller's token name; 401 for a missing, unknown or revoked token."""
+    name = tokens.verify(client.store, credentials.credentials if credentials else None)
+    if name is None:
+        raise HTTPException(
+            401,
+            detail="missing or invalid bearer token; send `Authorization: Bearer <token>` "
+            "(create one with `pagekit token create NAME`)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return name
+
+
+router = APIRouter(dependencies=[Depends(require_token)], responses=_errors(401))
+
+
+# -- projects and pages -------------------------------------------------------------------
+
+
+@router.get("/projects", response_model=list[ProjectSummary], tags=["projects"])
+def list_projects(client: ClientDep) -> Any:
+    """Every project with its page count."""
+    return _records(client.projects())
+
+
+@router.post(
+    "/projects",
+    response_model=ProjectOut,
+    status_code=201,
+    tags=["projects"],
+    responses=_errors(409, 422),
+)
+def create_project(body: ProjectIn, client: ClientDep) -> Any:
+    """Create a project (409 if the name is taken)."""
+    return client.create_project(body.name, body.steps)
+
+
+@router.get(
+    "/projects/{project_id}",
+    response_model=ProjectDetail,
+    tags=["projects"],
+    responses=_errors(404, 422),
+)
+def get_project(project_id: ProjectId, client: ClientDep) -> Any:
+    """One project with its pages counted by status."""
+    return client.project(project_id)
+
+
+@router.get(
+    "/projects/{project_id}/pages",
+    response_model=PageList,
+    tags=["pages"],
+    responses=_errors(404, 422),
+)
+def list_pages(
+    project_id: ProjectId,
+    client: ClientDep,
+    status: PageState | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=ID_MAX)] = 0,
+) -> Any:
+    """The project's pages in page order, ``limit`` at a time from ``offset``."""
+    rows = _records(client.pages(project_id, status=status, limit=limit, offset=offset))
+    total = client.count_pages(project_id, status=status)
+    return {
+        "project_id": project_id,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "pages": rows,
+    }
+
+
+@router.get(
+    "/projects/{project_id}/pages/{page_id}",
+    response_model=PageDetail,
+    tags=["pages"],
+    responses=_errors(404, 422),
+)
+def get_page(project_id: ProjectId, page_id: PageId, client: ClientDep) -> Any:
+    """One page with its full result: text, confidence, timings, custom step output."""
+    return client.page(page_id, project_id)
+
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "An image (JPEG, PNG, TIFF, WebP, BMP) or a PDF.",
+                        },
+                        "page_number": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": ID_MAX,
+                            "description": "Page number (a PDF numbers its pages from it); "
+                            "default: after the project's last page.",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/projects/{project_id}/pages",
+    response_model=Uploaded,
+    status_code=201,
+    tags=["pages"],
+    openapi_extra=_UPLOAD_BODY,
+    responses={
+        200: {"model": Uploaded, "description": "Identical content is already in the project."},
+        **_errors(404, 409, 413, 415, 422),
+    },
+)
+async def upload_page(
+    project_id: ProjectId, request: Request, response: Response, client: ClientDep
+) -> Any:
+    """Upload one file (multipart ``file``, optional ``page_number``) as new page(s).
+
+    The body is streamed to a spooled temporary file and refused with 413 as soon as it
+    passes the upload limit. A refused file stores nothing.
+    """
+    await run_in_threadpool(client.project, project_id)  # 404 before reading the body
+    limit = client.settings.max_upload_bytes
+    upload, page_number = await _read_form(request, limit + FORM_OVERHEAD)
+    try:
+        item = (upload.filename or "", await upload.read())
+    finally:
+        await upload.close()
+    code, body = await run_in_threadpool(_add_page, client, project_id, item, page_number)
+    if code >= 400:
+        return JSONResponse(body, status_code=code)
+    response.status_code = code
+    return body
+
+
+def _add_page(
+    client: Client, project_id: int, item: tuple[str, bytes], page_number: int | None
+) -> tuple[int, dict[str, Any]]:
+    """Add one uploaded file through the Client; the HTTP status and the response body."""
+    (out,) = client.add_pages(project_id, [item], page_number=page_number)
+    if out["status"] == "rejected":
+        reason = out.get("reason")
+        body = {"detail": out["error"], **({"reason": reason} if reason else {})}
+        return (_INGEST_STATUS.get(reason, 422) if reason else 409), body
+    if out["status"] == "added":
+        ids, numbers, code = out["page_ids"], out["page_numbers"], 201
+    else:
+        ids, code = out["duplicates"], 200
+        numbers = [client.page(i)["page_number"] for i in ids]
+    return code, {
+        "project_id": project_id,
+        "source": out["source"],
+        "status": out["status"],
+        "page_id": ids[0],
+        "page_number": numbers[0],
+        "page_ids": out["page_ids"],
+        "page_numbers": out["page_numbers"],
+        "duplicates": out["duplicates"],
+        "message": out["error"],
+    }
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _limited(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    seen = 0
+    async for chunk in stream:
+        seen += len(chunk)
+        if seen > limit:
+            raise _BodyTooLarge
+        yield chunk
+
+
+def _too_large(limit: int) -> HTTPException:
+    mib = (limit - FORM_OVERHEAD) / 2**20
+    return HTTPException(
+        413,
+        detail=f"upload is over the limit of {mib:.3g} MiB; split the file, or raise "
+        "PAGEKIT_MAX_UPLOAD_BYTES on the server",
+    )
+
+
+async def _read_form(request: Request, limit: int) -> tuple[UploadFile, int | None]:
+    """The ``file`` and ``page_number`` of a multipart body of at most ``limit`` bytes."""
+    ctype = request.headers.get("content-type", "")
+    if not ctype.lower().startswith("multipart/form-data"):
+        raise HTTPException(
+            415, detail="send the file as multipart/form-data, e.g. `curl -F file=@page.jpg`"
+        )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)  # refuse before reading a byte
+    parser = MultiPartParser(
+        request.headers, _limited(request.stream(), limit), max_files=1, max_fields=4
+    )
+    try:
+        form = await parser.parse()
+    except _BodyTooLarge:
+        raise _too_large(limit) from None
+    except MultiPartException as exc:
+        raise HTTPException(422, detail=f"malformed multipart body: {exc.message}") from None
+    upload = form.get("file")
+    number = form.get("page_number")
+    try:
+        if not isinstance(upload, UploadFile):
+            raise HTTPException(
+                422, detail="the `file` field must be a file upload, e.g. `-F file=@page.jpg`"
+            )
+        if number is None or number == "":
+            return upload, None
+        if isinstance(number, str) and number.strip().isdigit():
+            value = int(number.strip())
+            if 1 <= value <= ID_MAX:
+                return upload, value
+        raise HTTPException(422, detail=f"page_number must be a whole number from 1 to {ID_MAX}")
+    except HTTPException:
+        await form.close()
+        raise
+
+
+# -- tasks: the seed contract ---------------------------------------------------------------
+
+
+@router.post(
+    "/tasks/projects/{project_id}/process-page/{page_id}",
+    response_model=PageQueued,
+    tags=["tasks"],
+    responses=_errors(404, 409, 422),
+)
+def process_page(project_id: ProjectId, page_id: PageId, client: ClientDep) -> Any:
+    """Queue one page (409 if it is already queued or processing)."""
+    return client.process_page(project_id, page_id)
+
+
+@router.post(
+    "/tasks/projects/{project_id}/process-batch",
+    response_model=BatchQueued,
+    tags=["tasks"],
+    responses=_errors(404, 409, 422),
+)
+def process_batch(project_id: ProjectId, body: BatchIn, client: ClientDep) -> Any:
+    """Queue pages of one project as one task (409 if any is already queued)."""
+    return client.process_batch(project_id, body.page_ids)
+
+
+@router.get(
+    "/tasks/status/{task_id}",
+    response_model=TaskRunning | TaskDone,
+    tags=["tasks"],
+    responses=_errors(404, 422),
+)
+def task_status(task_id: TaskId, client: ClientDep) -> Any:
+    """Progress (``current``/``total``) while running; per-page results when finished."""
+    return client.status(_known_shape(task_id))
+
+
+@router.post(
+    "/tasks/cancel/{task_id}",
+    response_model=CancelRunning | CancelDone,
+    tags=["tasks"],
+    responses=_errors(404, 422),
+)
+def cancel_task(task_id: TaskId, client: ClientDep) -> Any:
+    """Cancel a task: queued pages at once, running pages at their next step."""
+    return client.cancel(_known_shape(task_id))
+
+
+def _known_shape(task_id: str) -> str:
+    # Task ids are UUIDs; anything else is unknown without asking the database (which
+    # may refuse odd bytes such as NUL).
+    if not task_id or not set(task_id) <= TASK_ID_CHARS:
+        raise NoSuchTask(task_id)
+    return task_id
+
+
+# -- the app ------------------------------------------------------------------------------
+
+
+def _records(df: Any) -> list[dict[str, Any]]:
+    """DataFrame rows as dicts with None for missing values (not NaN/NaT)."""
+    return df.astype(object).where(df.notna(), None).to_dict("records")
+
+
+_STATUS = {NotFound: 404, ProjectExists: 409, NothingToProcess: 422, RuntimeUnavailable: 503}
+
+
+def _error_status(exc: PagekitError) -> int:
+    if isinstance(exc, IngestError):
+        return _INGEST_STATUS.get(exc.reason, 422)
+    for cls, code in _STATUS.items():
+        if isinstance(exc, cls):
+            return code
+    return 409  # what is left on these routes: already queued, page number taken
+
+
+async def _pagekit_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, PagekitError)
+    body: dict[str, Any] = {"detail": str(exc)}
+    if isinstance(exc, IngestError):
+        body["reason"] = exc.reason
+    return JSONResponse(body, status_code=_error_status(exc))
+
+
+def create_app(client: Client | None = None) -> FastAPI:
+    """The API app on ``client`` (default: ``Client()`` from the environment)."""
+    app = FastAPI(
+        title="pagekit",
+        version=__version__,
+        description=__doc__,
+        openapi_tags=[
+            {"name": "projects"},
+            {"name": "pages", "description": "Upload pages and read their results."},
+            {"name": "tasks", "description": "The seed contract: queue, status, cancel."},
+        ],
+    )
+    app.state.client = client if client is not None else Client()
+    app.add_exception_handler(PagekitError, _pagekit_error)
+
+    @app.get("/health", response_model=Health, tags=["health"])
+    def health() -> Any:
+        """Liveness check; the only route without a token."""
+        return {"status": "ok", "version": __version__}
+
+    app.include_router(router)
+    return app
+
+
+# -- `pagekit serve` ----------------------------------------------------------------------
+
+
+@click.command("serve")
+@click.option("--host", default=None, help="Interface (default: $PAGEKIT_API_HOST or 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default: $PAGEKIT_API_PORT or 8001).")
+@click.pass_context
+def serve_command(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Serve the HTTP API (upload, process, status, cancel) with uvicorn."""
+    import uvicorn
+
+    home = (ctx.find_root().obj or {}).get("home")
+    settings = Settings.from_env(home=home)
+    host = host or settings.api_host
+    port = port or settings.api_port
+    client = Client(settings=settings)
+    app = create_app(client)
+    click.echo(f"pagekit API on http://{host}:{port}  (OpenAPI docs: http://{host}:{port}/docs)")
+    if not tokens.any_active(client.store):
+        click.echo("no API tokens yet: create one with `pagekit token create NAME`")
+    else:
+        click.echo("every route but /health needs `Authorization: Bearer <token>`")
+    uvicorn.run(app, host=host, port=port, log_level="info")
