@@ -174,7 +174,7 @@ class Client:
             "error": None,
         }
         try:
-            name, data, is_upload = ingest.load_item(item)
+            name, data, is_upload = ingest.load_item(item, max_bytes=self.settings.max_upload_bytes)
             out["source"] = name
             pages = ingest.split(
                 data,

@@ -1,0 +1,365 @@
+"""Jobs on a real runtime: the seed contract, progress, cancel, crashes, bad input.
+
+Every test runs on the session's embedded runtime (private Redis, real Celery worker
+processes, real Tesseract). The ``any_client`` tests run again on PostgreSQL when
+PAGEKIT_TEST_POSTGRES is set.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import zlib
+from datetime import timedelta
+
+import pytest
+from pypdf import PdfWriter
+from sqlalchemy import select, update
+
+from pagekit import _pagegen as gen
+from pagekit import runtime
+from pagekit.client import Client
+from pagekit.errors import NoSuchTask, NothingToProcess
+from pagekit.store import JobPage, Page, utcnow
+
+from conftest import new_project
+
+TEXT = (
+    "The committee met on Tuesday to discuss the harvest and the price of wheat. "
+    "Mister Gray wrote that the river had flooded the lower fields again this spring."
+)
+
+
+def page_png(text: str = TEXT, seed: int = 0) -> bytes:
+    """A small, quick-to-OCR page with known text (seed makes the bytes unique)."""
+    img = gen.text_image(f"{text} Page {seed}.", width=1000, height=420, font_size=30)
+    return gen.image_bytes(img, "PNG")
+
+
+def add_generated(client: Client, project: dict, n: int, prefix: str = "p") -> list[int]:
+    items = [(f"{prefix}-{i:03d}.png", page_png(seed=i)) for i in range(n)]
+    outcomes = client.add_pages(project, items)
+    assert [o["status"] for o in outcomes] == ["added"] * n
+    return [pid for o in outcomes for pid in o["page_ids"]]
+
+
+def wait_until(predicate, timeout: float = 60.0, step: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def page_states(client: Client, project: dict) -> dict[int, str]:
+    df = client.pages(project)
+    return dict(zip(df.page_id, df.status, strict=True))
+
+
+# -- the seed contract ------------------------------------------------------------------
+
+
+def test_status_shapes_are_exactly_the_seeds(any_client: Client) -> None:
+    project = new_project(any_client)
+    ids = add_generated(any_client, project, 3)
+
+    one = any_client.process_page(project, ids[0])
+    assert set(one) == {"task_id", "status", "page_id", "page_number"}
+    assert one["status"] == "queued" and one["page_id"] == ids[0] and one["page_number"] == 1
+
+    batch = any_client.process_batch(project, ids[1:])
+    assert set(batch) == {"task_id", "status", "total_pages", "page_ids"}
+    assert batch["status"] == "queued"
+    assert batch["total_pages"] == 2 and batch["page_ids"] == ids[1:]
+
+    running = any_client.status(batch["task_id"])
+    if running["status"] in ("queued", "processing"):
+        assert set(running) == {"task_id", "status", "current", "total"}
+        assert running["total"] == 2
+
+    done = any_client.wait(batch["task_id"], progress=False, timeout=120)
+    assert set(done) == {"task_id", "status", "result"}
+    assert done["status"] == "completed"
+    assert set(done["result"]) == {"total", "completed", "failed", "results"}
+    assert (done["result"]["total"], done["result"]["completed"], done["result"]["failed"]) == (
+        2,
+        2,
+        0,
+    )
+    first = done["result"]["results"][0]
+    assert first["page_id"] == ids[1] and first["status"] == "completed" and first["words"] > 20
+
+    single = any_client.wait(one["task_id"], progress=False, timeout=120)
+    assert single["result"]["total"] == 1 and single["result"]["completed"] == 1
+
+
+def test_unknown_task_id_is_an_error_not_pending(client: Client) -> None:
+    with pytest.raises(NoSuchTask, match="no such task"):
+        client.status("00000000-0000-0000-0000-000000000000")
+    with pytest.raises(NoSuchTask):
+        client.cancel("nope")
+
+
+def test_process_pending_with_nothing_pending_says_so(client: Client, project: dict) -> None:
+    with pytest.raises(NothingToProcess, match="no pending pages"):
+        client.process_pending(project)
+
+
+def test_ocr_finds_the_words_of_a_generated_page(any_client: Client) -> None:
+    project = new_project(any_client)
+    text = " ".join(gen.SAMPLE_TEXTS[:2])
+    img = gen.text_image(text, width=1700, height=1400, font_size=36, rotate=0.6, noise=0.002)
+    any_client.add_pages(project, [("known.jpg", gen.image_bytes(img, "JPEG", quality=85))])
+    job = any_client.process_pending(project)
+    any_client.wait(job["task_id"], progress=False, timeout=120)
+    page = any_client.page(job["page_ids"][0])
+    assert page["status"] == "completed"
+    assert page["engine"].startswith("tesseract")
+    assert gen.word_recall(text, page["text"]) >= 0.95
+    assert page["confidence"] > 70 and page["words"] > 40
+
+
+def test_pdf_text_layer_page_uses_its_text_layer(client: Client, project: dict) -> None:
+    scanned = gen.scanned_pdf([gen.text_image(TEXT, width=1275, height=700, font_size=34)])
+    layered = gen.text_pdf([TEXT + " This page has a real text layer."])
+    box = gen.merge_pdfs([layered, scanned])
+    [outcome] = client.add_pages(project, [("box.pdf", box)])
+    assert outcome["status"] == "added" and len(outcome["page_ids"]) == 2
+    job = client.process_pending(project)
+    client.wait(job["task_id"], progress=False, timeout=120)
+    text_page, scan_page = (client.page(pid) for pid in outcome["page_ids"])
+    assert text_page["engine"] == "pdf-text-layer" and text_page["confidence"] is None
+    assert "real text layer" in text_page["text"]
+    assert scan_page["engine"].startswith("tesseract")
+    assert gen.word_recall(TEXT, scan_page["text"]) >= 0.9
+
+
+# -- progress, cancel, retry --------------------------------------------------------------
+
+
+def test_current_rises_during_a_batch(any_client: Client) -> None:
+    project = new_project(any_client, ["slow"])
+    add_generated(any_client, project, 6)
+    job = any_client.process_pending(project)
+    seen = []
+    while True:
+        st = any_client.status(job["task_id"])
+        if "result" in st:
+            break
+        seen.append(st["current"])
+        time.sleep(0.2)
+    assert seen == sorted(seen), f"current went backwards: {seen}"
+    assert any(0 < c < 6 for c in seen), f"never saw a page count between 0 and 6: {seen}"
+    assert st["result"]["completed"] == 6
+
+
+def test_cancel_mid_batch_leaves_nothing_queued_or_processing(any_client: Client) -> None:
+    project = new_project(any_client, ["slow"])
+    add_generated(any_client, project, 10)
+    job = any_client.process_pending(project)
+    wait_until(lambda: any_client.status(job["task_id"])["status"] == "processing")
+    cancelled = any_client.cancel(job["task_id"])
+    assert cancelled["cancelled_pages"] >= 1
+    final = any_client.wait(job["task_id"], progress=False, timeout=60)
+    assert final["status"] == "cancelled"
+    r = final["result"]
+    assert r["completed"] + r["failed"] + r["cancelled"] == r["total"] == 10
+    assert r["cancelled"] >= 1
+    states = page_states(any_client, project)
+    assert not {"queued", "processing"} & set(states.values()), states
+
+    # Cancelled pages can be queued again and finish.
+    retry = any_client.retry_failed(project)
+    assert retry["total_pages"] == r["cancelled"] + r["failed"]
+
+
+def test_a_failing_step_fails_its_page_not_the_batch_and_retry_works(client: Client) -> None:
+    project = new_project(client, ["crash"])
+    add_generated(client, project, 3)
+    job = client.process_pending(project)
+    final = client.wait(job["task_id"], progress=False, timeout=120)
+    assert final["status"] == "failed" and final["result"]["failed"] == 3
+    assert "injected failure" in final["result"]["results"][0]["error"]
+    assert "crash" in final["result"]["results"][0]["error"]
+
+    client.set_steps(project, [])
+    again = client.wait(client.retry_failed(project)["task_id"], progress=False, timeout=120)
+    assert again["status"] == "completed" and again["result"]["completed"] == 3
+    assert set(page_states(client, project).values()) == {"completed"}
+
+
+def test_a_queued_page_cannot_be_queued_twice(client: Client) -> None:
+    project = new_project(client, ["slow"])
+    ids = add_generated(client, project, 2)
+    job = client.process_batch(project, ids)
+    with pytest.raises(Exception, match="already queued or processing"):
+        client.process_page(project, ids[0])
+    client.cancel(job["task_id"])
+    client.wait(job["task_id"], progress=False, timeout=60)
+
+
+# -- crashes and stuck pages ----------------------------------------------------------------
+
+
+def test_sigkilled_worker_mid_batch_every_page_completes_once(client: Client) -> None:
+    project = new_project(client, ["slow"])
+    add_generated(client, project, 6)
+    job = client.process_pending(project)
+    task_id = job["task_id"]
+
+    def busy_children() -> list[int]:
+        return [p for w in client.workers() if w["active"] for p in w["processes"]]
+
+    children = wait_until(busy_children, timeout=60)
+    os.kill(children[0], signal.SIGKILL)
+
+    final = client.wait(task_id, progress=False, timeout=180)
+    assert final["status"] == "completed"
+    r = final["result"]
+    assert (r["total"], r["completed"], r["failed"]) == (6, 6, 0)
+    assert sorted(x["page_id"] for x in r["results"]) == sorted(job["page_ids"])
+    with client.store.read() as s:
+        rows = s.execute(select(JobPage).where(JobPage.job_id == task_id)).scalars().all()
+    assert len(rows) == 6 and {row.state for row in rows} == {"completed"}
+    assert max(row.attempts for row in rows) >= 2, "the killed page should have been redelivered"
+    assert set(page_states(client, project).values()) == {"completed"}
+
+
+def test_reconcile_requeues_a_page_stuck_in_processing(client: Client, project: dict) -> None:
+    """A page left in 'processing' by a host that vanished is found and finished."""
+    [pid] = add_generated(client, project, 1)
+    job = client.process_page(project, pid)
+    client.wait(job["task_id"], progress=False, timeout=60)
+    # Simulate a worker host that died mid-page: the row says processing, no task runs.
+    an_hour_ago = utcnow() - timedelta(hours=1)  # longer than any page may run
+    with client.store.write() as s:
+        s.execute(
+            update(JobPage)
+            .where(JobPage.job_id == job["task_id"])
+            .values(state="processing", started_at=an_hour_ago)
+        )
+        s.execute(update(Page).where(Page.id == pid).values(status="processing"))
+    assert client.status(job["task_id"])["status"] == "processing"
+    requeued = client.reconcile()
+    assert (job["task_id"], pid) in requeued
+    final = client.wait(job["task_id"], progress=False, timeout=60)
+    assert final["status"] == "completed"
+
+
+# -- bad input ----------------------------------------------------------------------------
+
+
+def bomb_png(side: int = 40_000) -> bytes:
+    """A small file that decodes to side x side pixels (a decompression bomb)."""
+    import struct
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    row = b"\x00" + b"\x00" * ((side + 7) // 8)
+    raw = zlib.compress(row * 64, 9)  # only a few rows: truncated but claims huge size
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
+
+
+def encrypted_pdf() -> bytes:
+    import io
+
+    from pypdf import PdfReader
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(gen.text_pdf(["secret page"]))))
+    writer.encrypt(user_password="hunter2", owner_password="owner")
+    buf = io.BytesIO()
+    writer.write(buf)
+    return buf.getvalue()
+
+
+def test_bad_inputs_fail_alone_while_the_rest_of_the_upload_and_batch_succeed(
+    any_client: Client,
+) -> None:
+    project = new_project(any_client)
+    good_pdf = gen.text_pdf(["First good page of the letter.", "Second good page of it."])
+    upload = [
+        ("empty.png", b""),
+        ("truncated.pdf", gen.text_pdf(["will be cut"] * 3)[:200]),
+        ("locked.pdf", encrypted_pdf()),
+        ("photo.jpg", os.urandom(4096)),
+        ("bomb.png", bomb_png()),
+        ("../../etc/evil.png", page_png(seed=91)),
+        ("good-1.png", page_png(seed=92)),
+        ("good-2.pdf", good_pdf),
+    ]
+    outcomes = {o["source"]: o for o in any_client.add_pages(project, upload)}
+    statuses = [o["status"] for o in outcomes.values()]
+    assert statuses == ["rejected"] * 6 + ["added"] * 2, outcomes
+
+    expect = {
+        "empty.png": "empty",
+        "truncated.pdf": "corrupt",
+        "locked.pdf": "encrypted",
+        "photo.jpg": "unsupported type",
+        "bomb.png": "too many pixels",
+    }
+    for name, reason in expect.items():
+        assert outcomes[name]["reason"] == reason, outcomes[name]
+        assert name in outcomes[name]["error"]
+    evil = next(o for o in outcomes.values() if "evil" in o["source"])
+    assert evil["reason"] == "bad file name" and "plain name" in evil["error"]
+    assert "password" in outcomes["locked.pdf"]["error"]
+
+    df = any_client.pages(project)
+    assert len(df) == 3  # 1 PNG + 2 PDF pages: nothing of the rejected files was stored
+    final = any_client.wait(any_client.process_pending(project)["task_id"], progress=False)
+    assert final["status"] == "completed" and final["result"]["completed"] == 3
+
+
+def test_identical_content_is_reported_not_stored_twice(client: Client, project: dict) -> None:
+    data = page_png(seed=7)
+    first, again = client.add_pages(project, [("a.png", data), ("copy-of-a.png", data)])
+    assert first["status"] == "added" and again["status"] == "duplicate"
+    assert again["duplicates"] == first["page_ids"]
+    assert "already in this project" in again["error"]
+    assert client.count_pages(project) == 1
+
+
+def test_explicit_page_number_and_next_free_number(client: Client, project: dict) -> None:
+    [o28] = client.add_pages(project, [("page28.png", page_png(seed=28))], page_number=28)
+    assert o28["page_numbers"] == [28]
+    [nxt] = client.add_pages(project, [("next.png", page_png(seed=29))])
+    assert nxt["page_numbers"] == [29]
+    [clash] = client.add_pages(project, [("clash.png", page_png(seed=30))], page_number=28)
+    assert clash["status"] == "rejected" and "page number 28 is already used" in clash["error"]
+
+
+# -- several workers -------------------------------------------------------------------------
+
+
+def test_two_workers_with_different_host_names_share_one_batch(client: Client) -> None:
+    env = runtime.worker_env(client.settings, client.broker_url)
+    second = subprocess.Popen(
+        [*runtime.worker_command(1, name="second"), "--hostname=second@otherhost"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_until(
+            lambda: any(w["name"] == "second@otherhost" for w in client.workers()), timeout=90
+        )
+        project = new_project(client, ["slow"])
+        add_generated(client, project, 8)
+        job = client.process_pending(project)
+        final = client.wait(job["task_id"], progress=False, timeout=180)
+        assert final["status"] == "completed" and final["result"]["completed"] == 8
+        workers = set(client.pages(project).worker)
+        assert "second@otherhost" in workers
+        assert any(w.startswith("local@") for w in workers), workers
+    finally:
+        os.killpg(second.pid, signal.SIGTERM)
+        second.wait(timeout=30)
