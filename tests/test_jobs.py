@@ -15,6 +15,7 @@ import zlib
 from datetime import timedelta
 
 import pytest
+from conftest import new_project
 from pypdf import PdfWriter
 from sqlalchemy import select, update
 
@@ -23,8 +24,6 @@ from pagekit import runtime
 from pagekit.client import Client
 from pagekit.errors import NoSuchTask, NothingToProcess
 from pagekit.store import JobPage, Page, utcnow
-
-from conftest import new_project
 
 TEXT = (
     "The committee met on Tuesday to discuss the harvest and the price of wheat. "
