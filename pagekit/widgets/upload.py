@@ -1,0 +1,153 @@
+"""Upload images and PDFs into a chosen or new project, with a per-file outcome.
+
+A browser sends each upload to the kernel in one websocket message, so the server's
+message limit caps the file size: ``pagekit dashboard`` raises tornado's 10 MiB default
+to ``settings.websocket_max_message_mb``; in JupyterLab set
+``--ServerApp.tornado_settings='{"websocket_max_message_size": 536870912}'``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PagekitError
+from ._base import Panel, emit, esc, project_id
+
+if TYPE_CHECKING:
+    from ..client import Client
+
+ACCEPT = "image/*,.pdf,.tif,.tiff"
+
+
+def describe_outcome(o: dict[str, Any]) -> str:
+    """One line of HTML for an ``add_pages`` outcome."""
+    if o["status"] == "added":
+        nums = o["page_numbers"]
+        span = str(nums[0]) if len(nums) == 1 else f"{nums[0]}-{nums[-1]}"
+        n = len(nums)
+        return (
+            f"<span class='pk-ok'>✔ {esc(o['source'])}: added {n} page{'s' if n != 1 else ''}"
+            f" (page {span})</span>"
+        )
+    if o["status"] == "duplicate":
+        return f"↺ duplicate: {esc(o['error'])}"
+    return f"<span class='pk-bad'>✘ rejected: {esc(o['error'])}</span>"
+
+
+class UploadPanel(Panel):
+    """Choose or create a project, then pick files: they are added at once.
+
+    ``on_project(project_id)`` runs when the chosen project changes; ``on_added(outcomes)``
+    after each upload.
+    """
+
+    def __init__(self, client: Client, project: Any = None):
+        import ipywidgets as W
+
+        self.client = client
+        self.on_project: list[Callable[[int | None], Any]] = []
+        self.on_added: list[Callable[[list[dict[str, Any]]], Any]] = []
+        self.outcomes: list[dict[str, Any]] = []
+        self.project_picker = W.Dropdown(options=[], description="Project")
+        self.new_name = W.Text(placeholder="new project name", layout=W.Layout(width="200px"))
+        self.create_button = W.Button(description="Create project", icon="plus")
+        self.create_button.on_click(lambda _b: self.create_project(self.new_name.value))
+        self.upload = W.FileUpload(
+            accept=ACCEPT,
+            multiple=True,
+            description="Upload pages",
+            tooltip="Images (JPEG, PNG, TIFF, WebP, BMP) and PDFs; a PDF adds one page per page",
+        )
+        self.page_number = W.BoundedIntText(
+            value=0,
+            min=0,
+            max=10_000_000,
+            description="Page no.",
+            tooltip="For a single file: its page number (0 = the next free number)",
+            layout=W.Layout(width="170px"),
+        )
+        self.result = W.HTML(value="")
+        self.upload.observe(self._uploaded, "value")
+        self.project_picker.observe(lambda _c: emit(self.on_project, self.project), "value")
+        self.widget = W.VBox(
+            [
+                W.HTML("<h4>Upload</h4>"),
+                W.HBox([self.project_picker, self.new_name, self.create_button]),
+                W.HBox(
+                    [
+                        self.upload,
+                        self.page_number,
+                        W.HTML(
+                            "<small>&nbsp;page no. applies to a single file; 0 = next free</small>"
+                        ),
+                    ]
+                ),
+                self.result,
+            ]
+        )
+        self.refresh_projects(select=project_id(project))
+
+    @property
+    def project(self) -> int | None:
+        return self.project_picker.value
+
+    def refresh_projects(self, select: int | str | None = None) -> None:
+        """Reload the project list; choose ``select`` (an id or name) or the newest."""
+        df = self.client.projects()
+        options = [(f"{r.name} ({r.pages} pages)", int(r.project_id)) for r in df.itertuples()]
+        if isinstance(select, str):
+            select = next((int(r.project_id) for r in df.itertuples() if r.name == select), None)
+        if select is None:
+            select = (
+                self.project if self.project is not None else (options[-1][1] if options else None)
+            )
+        self.project_picker.options = options
+        self.project_picker.value = select
+        self.upload.disabled = select is None
+
+    def create_project(self, name: str) -> int | None:
+        name = name.strip()
+        if not name:
+            self.result.value = "<span class='pk-bad'>Type a name for the new project.</span>"
+            return None
+        try:
+            p = self.client.get_or_create_project(name)
+        except PagekitError as exc:
+            self.result.value = f"<span class='pk-bad'>{esc(exc)}</span>"
+            return None
+        self.new_name.value = ""
+        self.refresh_projects(select=p["project_id"])
+        self.result.value = f"Project <b>{esc(p['name'])}</b> ready: upload pages into it."
+        return p["project_id"]
+
+    def _uploaded(self, change: dict[str, Any]) -> None:
+        files = change["new"]
+        if not files:
+            return
+        try:
+            self.add_files((f["name"], bytes(f["content"])) for f in files)
+        finally:
+            self.upload.value = ()  # ready for the next files (and frees the bytes)
+
+    def add_files(self, files: Iterable[tuple[str, bytes]]) -> list[dict[str, Any]]:
+        """Add ``(name, bytes)`` files to the chosen project and show one line per file."""
+        files = list(files)
+        if self.project is None:
+            self.result.value = "<span class='pk-bad'>Choose or create a project first.</span>"
+            return []
+        number = self.page_number.value or None
+        if number is not None and len(files) != 1:
+            number = None  # a page number only makes sense for one file
+        self.result.value = f"Adding {len(files)} file(s)..."
+        try:
+            outcomes = self.client.add_pages(self.project, files, page_number=number)
+        except PagekitError as exc:
+            self.result.value = f"<span class='pk-bad'>{esc(exc)}</span>"
+            return []
+        self.outcomes = outcomes
+        self.page_number.value = 0
+        self.result.value = "<br>".join(describe_outcome(o) for o in outcomes)
+        self.refresh_projects()
+        emit(self.on_added, outcomes)
+        return outcomes
