@@ -699,6 +699,7 @@ def _notebook_html(client: Any, project: ProjectRef, out: Path, *, max_pages: in
             cwd=tmp,
         )
         nb = nbformat.read(executed, as_version=4)
+    nb.metadata["title"] = f"{params['project']} · pagekit report"
     exporter = HTMLExporter(
         template_name="lab",
         template_file=str(resources.files("pagekit").joinpath("templates", "nb_report.html.j2")),
@@ -708,8 +709,7 @@ def _notebook_html(client: Any, project: ProjectRef, out: Path, *, max_pages: in
         embed_images=True,
     )
     body, _ = exporter.from_notebook_node(
-        nb, resources={"metadata": {"name": f"{params['project']} · pagekit report"},
-                       "pagekit_css": css(), "pagekit_csp": CSP}  # fmt: skip
+        nb, resources={"pagekit_css": css(), "pagekit_csp": CSP}
     )
     out.write_text(body, encoding="utf-8")
 
