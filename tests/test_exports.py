@@ -30,8 +30,7 @@ from pagekit.client import Client
 from pagekit.store import Page
 
 UNICODE_TEXT = (
-    "Herr Müller bestellt einen café au lait, naïve Grüße aus Köln und Zürich, "
-    "déjà vu für Søren."
+    "Herr Müller bestellt einen café au lait, naïve Grüße aus Köln und Zürich, déjà vu für Søren."
 )
 TRICKY_TEXT = "=SUM(A1:A9) is not a formula\nZürich 日本語 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 👍\x0bend"
 SMALL = {"width": 1275, "height": 1650, "font_size": 34}
@@ -173,8 +172,17 @@ def test_cli_export_and_a_clear_error_for_unknown_formats(
 ) -> None:
     out = tmp_path / "bundle"
     result = CliRunner().invoke(
-        main, ["--home", str(runtime_home), "export", project["name"], "--format", "zip",
-               "-o", str(out)]  # fmt: skip
+        main,
+        [
+            "--home",
+            str(runtime_home),
+            "export",
+            project["name"],
+            "--format",
+            "zip",
+            "-o",
+            str(out),
+        ],  # fmt: skip
     )
     assert result.exit_code == 0, result.output
     assert zipfile.is_zipfile(out)

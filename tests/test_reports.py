@@ -74,7 +74,7 @@ def test_html_report(client: Client, project: dict, tmp_path: Path) -> None:
     # The hostile text is shown as text, never as markup.
     assert "&lt;script&gt;alert(&#x27;pwned&#x27;)&lt;/script&gt;" in doc
     # Thumbnails are embedded and are real images.
-    thumbs = re.findall(r'class="pk-thumb" alt="page \d+" src="data:image/jpeg;base64,([^"]+)"', doc)
+    thumbs = re.findall(r'class="pk-thumb" alt="[^"]*" src="data:image/jpeg;base64,([^"]+)"', doc)
     assert len(thumbs) >= 3
     for b64 in thumbs:
         assert Image.open(io.BytesIO(base64.b64decode(b64))).format == "JPEG"
