@@ -428,6 +428,19 @@ class Client:
 
         return export(self, project, path, format)
 
+    def report(
+        self,
+        project: ProjectRef,
+        path: str | Path,
+        *,
+        notebook: bool = False,
+        pdf: bool = False,
+    ) -> Path:
+        """Write the self-contained HTML report (or PDF, for a ``.pdf`` path) to ``path``."""
+        from .report_html import write_report
+
+        return write_report(self, project, path, notebook=notebook, pdf=pdf)
+
     # -- workers and health ---------------------------------------------------------------
 
     def workers(self, timeout: float = 1.0) -> list[dict[str, Any]]:
