@@ -1,0 +1,122 @@
+"""Monitoring with Flower: ``pagekit flower`` runs it against pagekit's Celery app.
+
+Flower listens on loopback only and always asks for a password (basic auth): it shows
+task arguments and can shut workers down, so it must never be open. The credentials are
+``PAGEKIT_FLOWER_USER`` / ``PAGEKIT_FLOWER_PASSWORD``, or a password generated once and
+kept in ``<home>/runtime/flower.json`` (mode 600). They reach Flower through its
+environment (``FLOWER_BASIC_AUTH``), never its command line, where ``ps`` would show them.
+To reach it from another machine, tunnel: ``ssh -L 5555:127.0.0.1:5555 host``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import click
+
+from .config import Settings
+from .errors import ConfigError, RuntimeUnavailable
+
+CREDENTIALS_FILE = "flower.json"
+ADDRESS = "127.0.0.1"
+
+
+def flower_url(settings: Settings) -> str:
+    """Where ``pagekit flower`` serves (the Workers panel links here)."""
+    return f"http://{ADDRESS}:{settings.flower_port}/"
+
+
+def credentials(settings: Settings) -> tuple[str, str, Path | None]:
+    """``(user, password, file)``: from settings, else generated once and stored in
+    ``file`` (``None`` when the password comes from settings)."""
+    user = settings.flower_user
+    if settings.flower_password:
+        password, path = settings.flower_password, None
+    else:
+        path = settings.runtime_dir / CREDENTIALS_FILE
+        password = _stored_password(path)
+    # Flower reads FLOWER_BASIC_AUTH as "user:password[,user:password...]".
+    if not user or ":" in user or "," in user or "," in password:
+        raise ConfigError(
+            "the Flower user must be non-empty without ':' or ',', and the password without "
+            "','; change PAGEKIT_FLOWER_USER / PAGEKIT_FLOWER_PASSWORD"
+        )
+    return user, password, path
+
+
+def _stored_password(path: Path) -> str:
+    try:
+        return str(json.loads(path.read_text())["password"])
+    except FileNotFoundError:
+        pass
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path} is damaged ({exc}); delete it to get a new password") from exc
+    path.parent.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(18)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another `pagekit flower` just wrote it: use that one
+        return _stored_password(path)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"password": password}, fh)
+    return password
+
+
+def flower_command_line(port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "celery", "-A", "pagekit.celery_app", "flower",
+        f"--address={ADDRESS}", f"--port={port}",
+    ]  # fmt: skip
+
+
+def flower_env(settings: Settings, broker_url: str, user: str, password: str) -> dict[str, str]:
+    from .runtime import worker_env
+
+    env = worker_env(settings, broker_url)  # PAGEKIT_* plus PAGEKIT_BROKER_URL
+    env.pop("FLOWER_UNAUTHENTICATED_API", None)
+    env["FLOWER_BASIC_AUTH"] = f"{user}:{password}"
+    return env
+
+
+def _broker(settings: Settings) -> str:
+    if settings.broker_url:
+        return settings.broker_url
+    from .runtime import running
+
+    state = running(settings)
+    if state is None:
+        raise RuntimeUnavailable(
+            f"the embedded runtime in {settings.home_abs} is not running, so there is nothing "
+            "to monitor; start it with `pagekit up` (or set PAGEKIT_BROKER_URL)"
+        )
+    return str(state["broker_url"])
+
+
+@click.command("flower")
+@click.option("--port", type=int, default=None, help="Port (default: $PAGEKIT_FLOWER_PORT, 5555).")
+@click.pass_context
+def flower_command(ctx: click.Context, port: int | None) -> None:
+    """Run Flower (Celery's monitor) on loopback, with a password, in the foreground."""
+    try:
+        import flower  # noqa: F401
+    except ImportError as exc:
+        raise click.ClickException(
+            "Flower is not installed: pip install 'pagekit[monitor]'"
+        ) from exc
+    settings = Settings.from_env(home=ctx.ensure_object(dict).get("home"))
+    if port is not None:
+        settings = settings.with_(flower_port=port)
+    broker = _broker(settings)
+    user, password, stored = credentials(settings)
+    where = f"stored in {stored}" if stored else "from PAGEKIT_FLOWER_PASSWORD"
+    click.echo(f"Flower: {flower_url(settings)}")
+    click.echo(f"  user:     {user}")
+    click.echo(f"  password: {password}  ({where})")
+    click.echo("Stop it with Ctrl-C.", err=True)
+    sys.stdout.flush()
+    cmd = flower_command_line(settings.flower_port)
+    os.execvpe(cmd[0], cmd, flower_env(settings, broker, user, password))
