@@ -11,7 +11,7 @@ routes are exactly the seed contract in DESIGN.md. Every route except ``/health`
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any, Literal
 
@@ -28,10 +28,12 @@ from fastapi import (
 )
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from . import tokens
@@ -76,6 +78,14 @@ Name = Annotated[
 ]
 
 
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+# The database keeps naive UTC; JSON gets RFC 3339 with the offset.
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
 # -- schemas ------------------------------------------------------------------------------
 
 
@@ -112,7 +122,7 @@ class ProjectOut(BaseModel):
 
 class ProjectSummary(ProjectOut):
     pages: int
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class ProjectDetail(ProjectOut):
@@ -133,9 +143,19 @@ class PageRow(BaseModel):
     error: str | None
     job_id: str | None
     worker: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
+
+
+class PageQuery(BaseModel):
+    """Filter and paging for a page list; unknown parameters are refused, not ignored."""
+
+    model_config = {"extra": "forbid"}
+
+    status: PageState | None = Field(default=None, description="Only pages in this state.")
+    limit: int = Field(default=100, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0, le=ID_MAX)
 
 
 class PageList(BaseModel):
@@ -329,20 +349,17 @@ def get_project(project_id: ProjectId, client: ClientDep) -> Any:
     responses=_errors(404, 422),
 )
 def list_pages(
-    project_id: ProjectId,
-    client: ClientDep,
-    status: PageState | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=ID_MAX)] = 0,
+    project_id: ProjectId, query: Annotated[PageQuery, Query()], client: ClientDep
 ) -> Any:
     """The project's pages in page order, ``limit`` at a time from ``offset``."""
-    rows = _records(client.pages(project_id, status=status, limit=limit, offset=offset))
-    total = client.count_pages(project_id, status=status)
+    q = query
+    rows = _records(client.pages(project_id, status=q.status, limit=q.limit, offset=q.offset))
+    total = client.count_pages(project_id, status=q.status)
     return {
         "project_id": project_id,
         "total": total,
-        "limit": limit,
-        "offset": offset,
+        "limit": q.limit,
+        "offset": q.offset,
         "pages": rows,
     }
 
@@ -590,6 +607,17 @@ async def _pagekit_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=_error_status(exc))
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # FastAPI's answer to a body that is not even text (bad UTF-8): one more bad body.
+        return JSONResponse(
+            {"detail": f"{exc.detail}: send UTF-8 JSON (or multipart for uploads)"},
+            status_code=422,
+        )
+    return await http_exception_handler(request, exc)
+
+
 def create_app(client: Client | None = None) -> FastAPI:
     """The API app on ``client`` (default: ``Client()`` from the environment)."""
     app = FastAPI(
@@ -604,6 +632,7 @@ def create_app(client: Client | None = None) -> FastAPI:
     )
     app.state.client = client if client is not None else Client()
     app.add_exception_handler(PagekitError, _pagekit_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
 
     @app.get("/health", response_model=Health, tags=["health"])
     def health() -> Any:

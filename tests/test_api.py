@@ -195,6 +195,8 @@ def test_pages_list_filters_and_pages(api: TestClient, client: Client) -> None:
     assert done["total"] == 0 and done["pages"] == []
     assert api.get(f"/projects/{pid}/pages", params={"status": "bogus"}).status_code == 422
     assert api.get(f"/projects/{pid}/pages", params={"limit": 0}).status_code == 422
+    # A typo is refused rather than silently listing every page.
+    assert api.get(f"/projects/{pid}/pages", params={"stauts": "failed"}).status_code == 422
 
 
 def test_a_pdf_upload_creates_one_page_per_pdf_page(api: TestClient, client: Client) -> None:
@@ -349,12 +351,13 @@ def test_unknown_things_are_404_with_a_readable_message(api: TestClient, client:
         {"page_ids": [0]},
         {"page_ids": 3},
         "not json",
+        b"\xff\xfe not even text",
     ],
-    ids=["missing", "empty", "strings", "zero", "not-a-list", "not-json"],
+    ids=["missing", "empty", "strings", "zero", "not-a-list", "not-json", "not-utf8"],
 )
 def test_bad_batch_bodies_are_422(api: TestClient, client: Client, body: Any) -> None:
     pid = new_project(client)["project_id"]
-    if isinstance(body, str):
+    if isinstance(body, (str, bytes)):
         r = api.post(
             f"/tasks/projects/{pid}/process-batch",
             content=body,
