@@ -423,7 +423,7 @@ class Client:
         return results_frame(self, project)
 
     def export(self, project: ProjectRef, path: str | Path, format: str | None = None) -> Path:
-        """Write the project's results to ``path`` (csv, jsonl, parquet, ...)."""
+        """Write the project's results to ``path`` (csv, jsonl, parquet, xlsx, zip)."""
         from .reports import export
 
         return export(self, project, path, format)
@@ -435,11 +435,12 @@ class Client:
         *,
         notebook: bool = False,
         pdf: bool = False,
+        max_pages: int = 1000,
     ) -> Path:
-        """Write the self-contained HTML report (or PDF, for a ``.pdf`` path) to ``path``."""
+        """Write the self-contained HTML report (``pdf=True``: a PDF next to it) to ``path``."""
         from .report_html import write_report
 
-        return write_report(self, project, path, notebook=notebook, pdf=pdf)
+        return write_report(self, project, path, notebook=notebook, pdf=pdf, max_pages=max_pages)
 
     # -- workers and health ---------------------------------------------------------------
 
