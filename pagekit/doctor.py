@@ -137,27 +137,15 @@ def _check_database(settings: Settings) -> Iterator[Check]:
 
 
 def _check_ocr(settings: Settings) -> Check:
-    from pathlib import Path
+    from .processing import engine_info
 
-    langs = settings.ocr_lang.split("+")
-    missing = [
-        lang for lang in langs if not (Path(settings.tessdata) / f"{lang}.traineddata").exists()
-    ]
-    if missing:
-        return Check(
-            "ocr",
-            False,
-            f"no Tesseract data for {', '.join(missing)} in {settings.tessdata}",
-            " ".join(f"pip install tessdata-fast-{m}" for m in missing)
-            + " (or set PAGEKIT_TESSDATA to a directory holding <lang>.traineddata)",
-        )
     try:
-        from .processing import engine_info
-
-        info = engine_info()
-        return Check("ocr", True, f"{info.get('engine')} with {settings.ocr_lang}")
+        info = engine_info(settings.tessdata, settings.ocr_lang)
     except Exception as exc:
         return Check("ocr", False, f"Tesseract failed to start: {exc}", "pip install tesserocr")
+    if info["error"]:
+        return Check("ocr", False, f"no language data for {settings.ocr_lang}", info["error"])
+    return Check("ocr", True, f"{info['engine']} with {settings.ocr_lang} ({info['tessdata']})")
 
 
 def _check_stuck(client: Any, settings: Settings, fix: bool) -> Iterator[Check]:
