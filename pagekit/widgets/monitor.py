@@ -50,9 +50,10 @@ class JobMonitor(JobPoller, Panel):
             bar_style="info",
             layout=W.Layout(width="50%"),
         )
-        self.bar_text = W.HTML(value="Waiting for status...")
-        self.counts = W.Label(value="")
-        self.clock = W.Label(value="")
+        gap = W.Layout(margin="0 16px 0 0")
+        self.bar_text = W.HTML(value="Waiting for status...", layout=gap)
+        self.counts = W.Label(value="", layout=gap)
+        self.clock = W.Label(value="", layout=gap)
         self.cancel_button = W.Button(
             description="Cancel",
             icon="stop",

@@ -59,14 +59,16 @@ class PagesPanel(Panel):
         self.refresh_button.on_click(lambda _b: self.refresh())
         self.position = W.Label(value="")
         self.header = W.HTML(f"<div class='pk-head'>{esc(HEADER)}</div>")
-        self.table = W.SelectMultiple(options=[], rows=12, layout=W.Layout(width="100%"))
+        self.table = W.SelectMultiple(options=[], rows=12, layout=W.Layout(width="98%"))
         self.table.add_class("pk-table")
         self.table.observe(lambda _c: self._selection_changed(), "value")
         self.thumbnail = W.Image(format="png", layout=W.Layout(max_width="260px"))
         self.details = W.HTML(value="<i>Select a page to see its text.</i>")
         self.text = W.Textarea(
-            value="", disabled=True, layout=W.Layout(width="100%", height="220px")
+            value="", disabled=True, layout=W.Layout(width="98%", height="220px")
         )
+        self.thumbnail.layout.display = "none"  # no broken-image icon before a selection
+        self.text.layout.display = "none"
         detail = W.HBox(
             [self.thumbnail, W.VBox([self.details, self.text], layout=W.Layout(flex="1"))]
         )
@@ -158,8 +160,11 @@ class PagesPanel(Panel):
         if thumb:
             self.thumbnail.format = "jpeg" if thumb[:2] == b"\xff\xd8" else "png"
             self.thumbnail.value = thumb
+            self.thumbnail.layout.display = ""
         else:
             self.thumbnail.value = b""
+            self.thumbnail.layout.display = "none"
+        self.text.layout.display = ""
         conf = "" if p["confidence"] is None else f" · confidence {p['confidence']:.0f}"
         words = "" if p["words"] is None else f" · {p['words']} words"
         err = f"<br><span class='pk-bad'>{esc(p['error'])}</span>" if p["error"] else ""
