@@ -66,16 +66,16 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 _INGEST_STATUS = {FileTooLarge.reason: 413, UnsupportedType.reason: 415}
 
+# The page states of store.PAGE_STATES, spelled out so the OpenAPI document lists them.
 PageState = Literal["pending", "queued", "processing", "completed", "failed", "cancelled"]
 ProjectId = Annotated[int, PathParam(ge=1, le=ID_MAX, description="A project id.")]
 PageId = Annotated[int, PathParam(ge=1, le=ID_MAX, description="A page id.")]
 TaskId = Annotated[str, PathParam(max_length=64, description="A task id from a queue call.")]
+_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 Name = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"
-    ),
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=_PRINTABLE)
 ]
+StepName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_PRINTABLE)]
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -107,7 +107,7 @@ class Health(BaseModel):
 
 class ProjectIn(BaseModel):
     name: Name
-    steps: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(
+    steps: list[StepName] = Field(
         default_factory=list,
         max_length=50,
         description="Custom step names run after OCR on each page.",

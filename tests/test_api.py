@@ -33,7 +33,7 @@ from pagekit import _pagegen, tokens
 from pagekit.api import FORM_OVERHEAD, create_app, router
 from pagekit.cli import main as cli
 from pagekit.client import Client
-from pagekit.store import ApiToken
+from pagekit.store import PAGE_STATES, ApiToken
 
 MISSING = 999_999  # an id no test creates
 NO_TASK = "00000000-0000-4000-8000-000000000000"
@@ -494,6 +494,7 @@ def test_openapi_documents_every_route_schema_and_the_bearer_scheme(api: TestCli
     form = upload_op["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert form["required"] == ["file"] and set(form["properties"]) == {"file", "page_number"}
     assert {"413", "415"} <= set(upload_op["responses"])
+    assert schemas["PageRow"]["properties"]["status"]["enum"] == list(PAGE_STATES)
 
 
 # -- `pagekit serve` and the seed's curl walk-through ----------------------------------------
