@@ -199,7 +199,7 @@ class Client:
         page_number: int | None,
         out: dict[str, Any],
     ) -> None:
-        keys = [self.blobs.put(p.data, p.sha256) for p in pages]
+        keys = [p.sha256 for p in pages]
         try:
             with self.store.write() as s:
                 existing = dict(
@@ -225,7 +225,8 @@ class Client:
                             f"{out['source']}: page number {taken[0]} is already used in this "
                             "project; choose another page number or leave it out"
                         )
-                for p, key in fresh:
+                for p, key in fresh:  # bytes first: a committed row always has its blob
+                    self.blobs.put(p.data, key)
                     page = Page(
                         project_id=project_id,
                         page_number=number,

@@ -171,7 +171,11 @@ def cancel(store: Store, job_id: str) -> dict[str, Any]:
         job = s.get(Job, job_id)
         if job is None:
             raise NoSuchTask(job_id)
-        job.cancel_requested = True
+        unfinished = s.scalar(
+            select(func.count()).where(JobPage.job_id == job_id, JobPage.state.in_(ACTIVE))
+        )
+        if unfinished:  # a finished job keeps its outcome
+            job.cancel_requested = True
         now = utcnow()
         queued = list(
             s.scalars(

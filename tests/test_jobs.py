@@ -363,3 +363,12 @@ def test_two_workers_with_different_host_names_share_one_batch(client: Client) -
     finally:
         os.killpg(second.pid, signal.SIGTERM)
         second.wait(timeout=30)
+
+
+def test_cancelling_a_finished_task_keeps_its_outcome(client: Client, project: dict) -> None:
+    [pid] = add_generated(client, project, 1)
+    job = client.process_page(project, pid)
+    client.wait(job["task_id"], progress=False, timeout=60)
+    after = client.cancel(job["task_id"])
+    assert after["status"] == "completed" and after["cancelled_pages"] == 0
+    assert client.status(job["task_id"])["status"] == "completed"
