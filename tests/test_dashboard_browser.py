@@ -7,6 +7,7 @@ Pending", and waits for the bar at 100% and the pages completed in the table.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -38,6 +39,16 @@ CHROMIUM_ARGS = [
 REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.browser
+
+
+def test_the_repo_dashboard_is_the_packaged_one() -> None:
+    """One source of truth: dashboards/pagekit.ipynb links to the notebook the package ships."""
+    from pagekit.dashboard import notebook_path
+
+    assert (REPO / "dashboards" / "pagekit.ipynb").resolve() == notebook_path().resolve()
+    nb = json.loads(notebook_path().read_text())
+    [cell] = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert "Dashboard(Client())" in "".join(cell["source"])
 
 
 def _free_port() -> int:

@@ -64,6 +64,7 @@ def test_02_batch_processing(session_home: Path, client: Client, tmp_path: Path)
     assert "24 pages added; 24 pending" in text
     assert "Completed: 24 completed of 24 pages | bar: 24 / 24 success" in text
     assert "application/vnd.jupyter.widget-view+json" in text  # the live monitor was shown
+    assert "cancelled - " in text and "of 12 pages cancelled" in text
     assert client.count_pages("batch-demo", "completed") == 24
 
 
