@@ -106,7 +106,12 @@ def test_dashboard_uploads_processes_and_shows_completed_pages(
     dashboard_url: str, client: Client, tmp_path: Path
 ) -> None:
     need(Path(CHROMIUM).exists(), f"headless Chromium at {CHROMIUM} (apt install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        sync_api = None
+    need(sync_api is not None, "Playwright for Python (pip install playwright)")
+    assert sync_api is not None
     png = tmp_path / "letter.png"
     png.write_bytes(_big_png("Dear reader the dashboard works"))
     assert png.stat().st_size > 10 * 1024 * 1024

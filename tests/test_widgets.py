@@ -96,8 +96,11 @@ def test_upload_creates_and_selects_a_new_project(client: Client) -> None:
     panel.new_name.value = "widget-made-project"
     panel.create_button.click()
     pid = client.project("widget-made-project")["project_id"]
-    assert panel.project == pid and seen[-1] == pid
+    assert panel.project == pid and seen == [pid]
     assert not panel.upload.disabled
+    panel.add_files([("new.png", png("a page for the new project"))])
+    assert seen == [pid]  # relabelled options ("1 page") are not a project change
+    assert panel.project_picker.label == "widget-made-project (1 page)"
 
 
 def test_pages_table_pages_filters_and_shows_a_page(client: Client) -> None:

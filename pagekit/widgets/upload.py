@@ -69,7 +69,9 @@ class UploadPanel(Panel):
         )
         self.result = W.HTML(value="")
         self.upload.observe(self._uploaded, "value")
-        self.project_picker.observe(lambda _c: emit(self.on_project, self.project), "value")
+        self._shown: int | None = None  # the project the others were last told about
+        self._refreshing = False
+        self.project_picker.observe(lambda _c: self._project_changed(), "value")
         self.widget = W.VBox(
             [
                 W.HTML("<h4>Upload</h4>"),
@@ -95,16 +97,31 @@ class UploadPanel(Panel):
     def refresh_projects(self, select: int | str | None = None) -> None:
         """Reload the project list; choose ``select`` (an id or name) or the newest."""
         df = self.client.projects()
-        options = [(f"{r.name} ({r.pages} pages)", int(r.project_id)) for r in df.itertuples()]
+        options = [
+            (f"{r.name} ({r.pages} page{'' if r.pages == 1 else 's'})", int(r.project_id))
+            for r in df.itertuples()
+        ]
         if isinstance(select, str):
             select = next((int(r.project_id) for r in df.itertuples() if r.name == select), None)
         if select is None:
             select = (
                 self.project if self.project is not None else (options[-1][1] if options else None)
             )
-        self.project_picker.options = options
-        self.project_picker.value = select
+        self._refreshing = True  # new options pass through other values: stay quiet
+        try:
+            self.project_picker.options = options
+            self.project_picker.value = select
+        finally:
+            self._refreshing = False
         self.upload.disabled = select is None
+        self._project_changed()
+
+    def _project_changed(self) -> None:
+        if self._refreshing or self.project == self._shown:
+            return
+        self._shown = self.project
+        self.upload.disabled = self.project is None
+        emit(self.on_project, self.project)
 
     def create_project(self, name: str) -> int | None:
         name = name.strip()
