@@ -36,9 +36,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def voila_argv(
-    settings: Settings, *, host: str, port: int, token: str | None, browser: bool
-) -> list[str]:
+def voila_argv(*, host: str, port: int, token: str | None, browser: bool) -> list[str]:
     """Voila's command line for the dashboard (tornado settings go in as config)."""
     argv = [
         str(notebook_path()),
@@ -95,5 +93,5 @@ def dashboard_command(
     os.environ["PAGEKIT_HOME"] = str(settings.home_abs)
     url = f"http://{host}:{port}/" + (f"?token={token}" if token else "")
     click.echo(f"pagekit dashboard: {url}  (data in {settings.home_abs}; Ctrl-C stops it)")
-    argv = voila_argv(settings, host=host, port=port, token=token, browser=browser)
+    argv = voila_argv(host=host, port=port, token=token, browser=browser)
     sys.exit(Voila.launch_instance(argv=argv, config=voila_config(settings)))
