@@ -121,9 +121,10 @@ def worker(
     from .celery_app import broker_from_env
 
     broker = broker_from_env(settings)
-    cmd = runtime.worker_command(concurrency or settings.concurrency, hostname or "pagekit")
-    if hostname and "@" in hostname:
-        cmd = [c if not c.startswith("--hostname=") else f"--hostname={hostname}" for c in cmd]
+    name = hostname or "pagekit"
+    cmd = runtime.worker_command(
+        concurrency or settings.concurrency, name if "@" in name else f"{name}@%h"
+    )
     env = runtime.worker_env(settings, broker)
     os.execvpe(cmd[0], [*cmd, *celery_args], env)
 

@@ -150,7 +150,10 @@ def _start_redis(settings: Settings, password: str) -> dict[str, Any]:
     return {"redis_pid": proc.pid, "redis_port": port, "broker_url": url}
 
 
-def worker_command(concurrency: int, name: str = WORKER_NAME, loglevel: str = "INFO") -> list[str]:
+def worker_command(
+    concurrency: int, hostname: str = f"{WORKER_NAME}@%h", loglevel: str = "INFO"
+) -> list[str]:
+    """The Celery worker command line (prefork: one OCR engine per process)."""
     return [
         sys.executable,
         "-m",
@@ -160,7 +163,7 @@ def worker_command(concurrency: int, name: str = WORKER_NAME, loglevel: str = "I
         "worker",
         "--pool=prefork",
         f"--concurrency={concurrency}",
-        f"--hostname={name}@%h",
+        f"--hostname={hostname}",
         f"--loglevel={loglevel}",
         "--without-gossip",
         "--without-mingle",

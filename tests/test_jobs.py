@@ -342,7 +342,7 @@ def test_explicit_page_number_and_next_free_number(client: Client, project: dict
 def test_two_workers_with_different_host_names_share_one_batch(client: Client) -> None:
     env = runtime.worker_env(client.settings, client.broker_url)
     second = subprocess.Popen(
-        [*runtime.worker_command(1, name="second"), "--hostname=second@otherhost"],
+        runtime.worker_command(1, hostname="second@otherhost"),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
