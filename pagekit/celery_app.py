@@ -43,9 +43,10 @@ def configure(app: Celery, settings: Settings, broker_url: str) -> Celery:
         task_soft_time_limit=max(1, int(settings.page_time_limit * 0.9)),
         task_default_queue=QUEUE,
         task_queues=None,
-        # Events let Flower and `pagekit doctor` see workers and tasks.
-        worker_send_task_events=True,
-        task_send_sent_event=True,
+        # Task events cost three broker messages per page; Flower switches them on
+        # (enable_events) while it runs, so they are off otherwise.
+        worker_send_task_events=False,
+        task_send_sent_event=False,
         worker_hijack_root_logger=False,
         timezone="UTC",
     )

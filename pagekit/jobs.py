@@ -10,6 +10,7 @@ cancelled == total.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -268,9 +269,16 @@ def _label(page: Page) -> str:
 def run(store: Store, work: PageWork) -> PageResult | None:
     """Process the page, stopping between steps if its job is cancelled."""
 
+    # start_page has just checked the flag; look again at most once a second, so a
+    # cancel lands within a second without a query before every step of every page.
+    checked = [time.monotonic(), False]
+
     def should_stop() -> bool:
-        with store.read() as s:
-            return bool(s.scalar(select(Job.cancel_requested).where(Job.id == work.job_id)))
+        if time.monotonic() - checked[0] >= 1.0:
+            with store.read() as s:
+                flag = s.scalar(select(Job.cancel_requested).where(Job.id == work.job_id))
+            checked[:] = [time.monotonic(), bool(flag)]
+        return bool(checked[1])
 
     try:
         return process_page(work.input, should_stop=should_stop)
