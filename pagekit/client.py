@@ -288,28 +288,15 @@ class Client:
         """One page with its full result (text, timings, custom step output)."""
         pid = self.store.project(project).id if project is not None else None
         p = self.store.page(int(page_id), pid)
+        from .reports import page_row
+
         return {
-            "page_id": p.id,
+            **page_row(p),
             "project_id": p.project_id,
-            "page_number": p.page_number,
-            "source": p.source,
-            "source_index": p.source_index,
             "kind": p.kind,
             "mime": p.mime,
-            "status": p.status,
-            "text": p.text,
-            "confidence": p.confidence,
-            "words": p.words,
-            "chars": p.chars,
-            "engine": p.engine,
-            "language": p.language,
-            "width": p.width,
-            "height": p.height,
             "timings": p.timings,
             "extra": p.extra,
-            "error": p.error,
-            "job_id": p.job_id,
-            "worker": p.worker,
             "has_thumbnail": bool(p.thumbnail),
         }
 

@@ -53,7 +53,8 @@ RESULT_COLUMNS = [
 CHUNK = 500
 
 
-def _row(p: Page) -> dict[str, Any]:
+def page_row(p: Page) -> dict[str, Any]:
+    """One page's result as a flat dict (the export columns)."""
     timings = p.timings or {}
     return {
         "page_id": p.id,
@@ -89,7 +90,7 @@ def iter_results(
         if last is not None:
             q = q.where(Page.page_number > last)
         with client.store.read() as s:
-            rows = [_row(p) for p in s.scalars(q)]
+            rows = [page_row(p) for p in s.scalars(q)]
         if not rows:
             return
         yield rows
