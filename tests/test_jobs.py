@@ -205,7 +205,8 @@ def test_a_queued_page_cannot_be_queued_twice(client: Client) -> None:
 # -- crashes and stuck pages ----------------------------------------------------------------
 
 
-def test_sigkilled_worker_mid_batch_every_page_completes_once(client: Client) -> None:
+def test_sigkilled_worker_mid_batch_every_page_completes_once(any_client: Client) -> None:
+    client = any_client
     project = new_project(client, ["slow"])
     add_generated(client, project, 6)
     job = client.process_pending(project)
