@@ -25,7 +25,7 @@ from .blobs import BlobStore
 from .celery_app import QUEUE, make_app
 from .config import Settings
 from .errors import IngestError, NothingToProcess, PagekitError, RuntimeUnavailable
-from .store import Job, Page, Store
+from .store import ACTIVE, Job, Page, Store
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -334,32 +334,22 @@ class Client:
 
     def process_pending(self, project: ProjectRef) -> dict[str, Any]:
         """"Process All Pending": queue every page that has not been processed yet."""
-        ids = self._ids_with_status(project, ["pending"])
+        p = self.store.project(project)
+        ids = self.store.page_ids(p.id, ["pending"])
         if not ids:
             raise NothingToProcess(
-                f"no pending pages in project {self.store.project(project).name!r}; "
+                f"no pending pages in project {p.name!r}; "
                 "add pages first, or use retry_failed / process_batch to reprocess"
             )
-        return self.process_batch(project, ids)
+        return self.process_batch(p.id, ids)
 
     def retry_failed(self, project: ProjectRef) -> dict[str, Any]:
         """Queue the project's failed and cancelled pages again."""
         pid = self.store.project(project).id
-        ids = jobs.failed_page_ids(self.store, pid)
+        ids = self.store.page_ids(pid, ["failed", "cancelled"])
         if not ids:
             raise NothingToProcess("no failed or cancelled pages to retry")
         return self.process_batch(pid, ids)
-
-    def _ids_with_status(self, project: ProjectRef, statuses: list[str]) -> list[int]:
-        pid = self.store.project(project).id
-        with self.store.read() as s:
-            return list(
-                s.scalars(
-                    select(Page.id)
-                    .where(Page.project_id == pid, Page.status.in_(statuses))
-                    .order_by(Page.page_number)
-                )
-            )
 
     def status(self, task_id: str) -> dict[str, Any]:
         """The seed status: ``current``/``total`` while running, ``result`` when done."""
@@ -399,7 +389,7 @@ class Client:
         with self.store.read() as s:
             ids = list(s.scalars(q))
         if active:
-            ids = [i for i in ids if self.status(i)["status"] in ("queued", "processing")]
+            ids = [i for i in ids if jobs.job_state(*jobs.counts(self.store, i)) in ACTIVE]
         return ids
 
     # -- results --------------------------------------------------------------------------

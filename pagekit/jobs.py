@@ -348,17 +348,6 @@ def finish(
 # -- retry and reconcile --------------------------------------------------------------------
 
 
-def failed_page_ids(store: Store, project_id: int) -> list[int]:
-    with store.read() as s:
-        return list(
-            s.scalars(
-                select(Page.id)
-                .where(Page.project_id == project_id, Page.status.in_(("failed", "cancelled")))
-                .order_by(Page.page_number)
-            )
-        )
-
-
 def reconcile(
     store: Store,
     app: Celery,

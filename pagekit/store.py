@@ -185,10 +185,6 @@ class Store:
         if create:
             Base.metadata.create_all(engine_for(url, write=True))
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.url.startswith("sqlite")
-
     @contextmanager
     def read(self) -> Iterator[Session]:
         with Session(engine_for(self.url), expire_on_commit=False) as session:
@@ -263,6 +259,17 @@ class Store:
             if page is None or (project_id is not None and page.project_id != project_id):
                 raise NoSuchPage(page_id, project_id)
             return page
+
+    def page_ids(self, project_id: int, statuses: list[str]) -> list[int]:
+        """Ids of the project's pages in these states, in page order."""
+        with self.read() as s:
+            return list(
+                s.scalars(
+                    select(Page.id)
+                    .where(Page.project_id == project_id, Page.status.in_(statuses))
+                    .order_by(Page.page_number)
+                )
+            )
 
     def next_page_number(self, session: Session, project_id: int) -> int:
         top = session.scalar(
