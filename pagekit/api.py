@@ -5,7 +5,8 @@ routes are exactly the seed contract in DESIGN.md. Every route except ``/health`
 ``Authorization: Bearer <token>`` (``pagekit token create NAME``). Errors are
 ``{"detail": "..."}``: 401 bad token, 404 unknown project/page/task, 409 conflict
 (already queued, page number taken, project exists), 413/415/422 refused upload
-(with ``"reason"``), 422 bad body.
+(with ``"reason"``), 422 bad body, 503 broker or database unreachable (or the database
+locked by another process).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from . import tokens
 from .client import Client
 from .config import Settings
 from .errors import (
+    DatabaseUnavailable,
     FileTooLarge,
     IngestError,
     NoSuchTask,
@@ -197,15 +199,29 @@ class Uploaded(BaseModel):
     project_id: int
     source: str
     status: Literal["added", "duplicate"] = Field(
-        description="'added' (201), or 'duplicate' (200) when identical content is already "
-        "in the project: nothing is stored twice and `duplicates` names the existing pages."
+        description="'added' (201) when at least one page is new, or 'duplicate' (200) when "
+        "every page is already in the project from an earlier upload. A page repeated inside "
+        "the file (two blank pages) is added each time; a page already in the project is "
+        "not stored twice and is listed in `duplicates`."
     )
-    page_id: int = Field(description="The first page's id (the page, for a one-page file).")
+    page_id: int = Field(
+        description="The first new page's id (for 'duplicate': the first existing page's)."
+    )
     page_number: int
     page_ids: list[int] = Field(description="New pages, in order.")
     page_numbers: list[int]
-    duplicates: list[int] = Field(description="Existing pages with identical content.")
-    message: str | None = None
+    duplicates: list[int] = Field(
+        description="Ids of the existing pages that pages of this file repeat, in file order."
+    )
+    duplicate_of_numbers: list[int] = Field(
+        description="Page numbers of those existing pages (parallel to `duplicates`)."
+    )
+    duplicate_file_pages: list[int] = Field(
+        description="Which pages of this file (1-based) were already in the project."
+    )
+    message: str | None = Field(
+        default=None, description="Says which pages were already in the project, by number."
+    )
 
 
 class PageQueued(BaseModel):
@@ -449,8 +465,7 @@ def _add_page(
     if out["status"] == "added":
         ids, numbers, code = out["page_ids"], out["page_numbers"], 201
     else:
-        ids, code = out["duplicates"], 200
-        numbers = [client.page(i)["page_number"] for i in ids]
+        ids, numbers, code = out["duplicates"], out["duplicate_of_numbers"], 200
     return code, {
         "project_id": project_id,
         "source": out["source"],
@@ -460,6 +475,8 @@ def _add_page(
         "page_ids": out["page_ids"],
         "page_numbers": out["page_numbers"],
         "duplicates": out["duplicates"],
+        "duplicate_of_numbers": out["duplicate_of_numbers"],
+        "duplicate_file_pages": out["duplicate_file_pages"],
         "message": out["error"],
     }
 
@@ -587,7 +604,13 @@ def _records(df: Any) -> list[dict[str, Any]]:
     return df.astype(object).where(df.notna(), None).to_dict("records")
 
 
-_STATUS = {NotFound: 404, ProjectExists: 409, NothingToProcess: 422, RuntimeUnavailable: 503}
+_STATUS = {
+    NotFound: 404,
+    ProjectExists: 409,
+    NothingToProcess: 422,
+    RuntimeUnavailable: 503,
+    DatabaseUnavailable: 503,
+}
 
 
 def _error_status(exc: PagekitError) -> int:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 
 from celery import Celery, signals
+from kombu import Queue
 
 from .config import Settings
+from .contract import QUEUE, QUEUES, TASK_PROCESS_PAGE
 
 log = logging.getLogger(__name__)
 
-QUEUE = "pagekit"
-TASK_PROCESS_PAGE = "pagekit.process_page"
+__all__ = ["QUEUE", "QUEUES", "TASK_PROCESS_PAGE", "app", "configure", "make_app"]
 
 
 def configure(app: Celery, settings: Settings, broker_url: str) -> Celery:
@@ -42,7 +43,8 @@ def configure(app: Celery, settings: Settings, broker_url: str) -> Celery:
         task_time_limit=settings.page_time_limit,
         task_soft_time_limit=max(1, int(settings.page_time_limit * 0.9)),
         task_default_queue=QUEUE,
-        task_queues=None,
+        # Workers consume the main queue and the one orphans are re-queued on.
+        task_queues=[Queue(name) for name in QUEUES],
         # Task events cost three broker messages per page; Flower switches them on
         # (enable_events) while it runs, so they are off otherwise.
         worker_send_task_events=False,
@@ -91,3 +93,27 @@ def _init_worker(**_: object) -> None:
         import_step_modules(list(settings.step_modules))
     except Exception:  # a broken step module fails its pages, not the worker
         log.exception("could not import PAGEKIT_STEP_MODULES=%s", settings.step_modules)
+
+
+_watchdog = None
+
+
+@signals.worker_ready.connect
+def _start_watchdog(sender: object = None, **_: object) -> None:
+    """In the worker's main process: heartbeats for held pages, orphan recovery."""
+    global _watchdog
+    from .worker import Watchdog
+
+    consumer = sender
+    name = getattr(consumer, "hostname", None) or "pagekit@unknown"
+    pool = getattr(getattr(consumer, "controller", None), "concurrency", None)
+    settings = Settings.from_env()
+    _watchdog = Watchdog(app, settings, name, pool)
+    _watchdog.start()
+
+
+@signals.worker_shutdown.connect
+def _stop_watchdog(**_: object) -> None:
+    if _watchdog is not None:
+        _watchdog.stop()
+        _watchdog.join(timeout=10)

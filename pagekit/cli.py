@@ -101,7 +101,16 @@ def status(ctx: click.Context) -> None:
     client = _client(ctx, start=False)
     info["workers"] = client.workers()
     info["queue_depth"] = client.queue_depth()
+    orphans = client.orphans()
+    info["pages_waiting_for_redelivery"] = len(orphans)
     _echo_json(info)
+    if orphans:
+        click.echo(
+            f"{len(orphans)} page(s) wait for redelivery: their worker stopped sending "
+            f"heartbeats; a live worker re-queues them within "
+            f"{client.settings.heartbeat_timeout:.0f} s (`pagekit doctor --fix` does it now)",
+            err=True,
+        )
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -167,6 +176,8 @@ def add(ctx: click.Context, project: str, files: tuple[Path, ...], page_number: 
             nums = o["page_numbers"]
             span = f"{nums[0]}" if len(nums) == 1 else f"{nums[0]}-{nums[-1]}"
             click.echo(f"added     {o['source']}: {len(nums)} page(s), page number {span}")
+            if o["duplicates"]:  # some pages were already in the project
+                click.echo(f"          {o['error']}")
         elif o["status"] == "duplicate":
             click.echo(f"duplicate {o['error']}")
         else:
@@ -206,10 +217,13 @@ def _parse_numbers(spec: str) -> list[int]:
 @click.option("--all-pending", is_flag=True, help="Process every pending page (the default).")
 @click.option("--retry-failed", is_flag=True, help="Process failed and cancelled pages again.")
 @click.option("--wait", "wait_", is_flag=True, help="Wait with a progress bar.")
+@click.option(
+    "--timeout", type=float, default=None, help="With --wait: give up after this many seconds."
+)
 @click.pass_context
 def process(
     ctx: click.Context, project: str, pages_: str | None, all_pending: bool, retry_failed: bool,
-    wait_: bool,
+    wait_: bool, timeout: float | None,
 ) -> None:  # fmt: skip
     """Queue PROJECT's pages for processing; prints the seed JSON (task_id ...)."""
     client = _client(ctx)
@@ -233,7 +247,7 @@ def process(
             return
     _echo_json(job)
     if wait_:
-        final = client.wait(job["task_id"])
+        final = client.wait(job["task_id"], timeout=timeout)
         _print_final(final)
 
 
@@ -284,10 +298,10 @@ def export(ctx: click.Context, project: str, fmt: str | None, output: Path) -> N
 
 
 @main.command()
-@click.option("--fix", is_flag=True, help="Re-queue pages stuck without a live task.")
+@click.option("--fix", is_flag=True, help="Re-queue orphaned pages (their worker stopped) now.")
 @click.pass_context
 def doctor(ctx: click.Context, fix: bool) -> None:
-    """Walk the troubleshooting list: Redis, workers, broker URL, database, OCR, stuck pages."""
+    """Walk the troubleshooting list: Redis, workers, broker URL, database, OCR, orphans."""
     from .doctor import run_checks
 
     ok = True

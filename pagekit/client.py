@@ -13,19 +13,30 @@ starts nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kombu.exceptions import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from . import ingest, jobs, runtime
 from .blobs import BlobStore
-from .celery_app import QUEUE, make_app
+from .celery_app import make_app
 from .config import Settings
-from .errors import IngestError, NothingToProcess, PagekitError, RuntimeUnavailable
-from .store import ACTIVE, Job, Page, Store
+from .errors import (
+    DatabaseUnavailable,
+    IngestError,
+    NoSuchProject,
+    NothingToProcess,
+    PagekitError,
+    RuntimeUnavailable,
+)
+from .store import ACTIVE, Job, JobPage, Page, Project, Store, utcnow
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,9 +86,10 @@ class Client:
             blob_dir=blob_dir,
             workers=workers,
         )
-        self.store = Store(self.settings.db_url)
+        self.store = Store(self.settings.db_url, busy_timeout=self.settings.db_busy_timeout)
         self.blobs = BlobStore(self.settings.blob_path)
         self.embedded = self.settings.broker_url is None
+        self._redis_pid: int | None = None  # the embedded Redis this client talks to
         if self.embedded:
             state = runtime.ensure(self.settings) if start else runtime.running(self.settings)
             if state is None:
@@ -85,9 +97,34 @@ class Client:
                     "the embedded runtime is not running; start it with `pagekit up`"
                 )
             self.broker_url = state["broker_url"]
+            self._redis_pid = state["redis_pid"]
         else:
             self.broker_url = self.settings.broker_url  # type: ignore[assignment]
         self.app = make_app(self.settings, self.broker_url)
+        self._reconnect_lock = threading.Lock()
+
+    def _with_broker(self, call: Callable[[], Any]) -> Any:
+        """Run ``call`` (it talks to the broker). If it fails because ``pagekit up`` has
+        restarted the embedded Redis since (on the same port or another), connect to the new
+        one and retry once: long-lived clients (``pagekit serve``, notebooks) survive it.
+        """
+        app = self.app
+        try:
+            return call()
+        except (RuntimeUnavailable, OperationalError, RedisConnectionError, OSError):
+            if not self.embedded:
+                raise
+            with self._reconnect_lock:
+                if self.app is app:  # no other thread has reconnected meanwhile
+                    state = runtime.running(self.settings)
+                    if state is None or state["redis_pid"] == self._redis_pid:
+                        raise  # the runtime is down, or it is the same Redis: no restart
+                    log.info("reconnecting to the restarted runtime (port %s)", state["redis_port"])
+                    self.broker_url, self._redis_pid = state["broker_url"], state["redis_pid"]
+                    # Fresh connections (the old ones are dead). The old app is left open:
+                    # another thread may still be using it.
+                    self.app = make_app(self.settings, self.broker_url)
+            return call()
 
     def __repr__(self) -> str:
         where = "embedded runtime" if self.embedded else _redact(self.broker_url)
@@ -171,6 +208,8 @@ class Client:
             "page_ids": [],
             "page_numbers": [],
             "duplicates": [],
+            "duplicate_of_numbers": [],
+            "duplicate_file_pages": [],
             "error": None,
         }
         try:
@@ -188,6 +227,8 @@ class Client:
         except IngestError as exc:
             out["error"] = str(exc)
             out["reason"] = exc.reason
+        except DatabaseUnavailable:  # the database, not this file: the next would fail too
+            raise
         except PagekitError as exc:
             out["error"] = str(exc)
         return out
@@ -199,18 +240,33 @@ class Client:
         page_number: int | None,
         out: dict[str, Any],
     ) -> None:
+        """Store one file's pages in one transaction; ``out`` is filled only once it commits.
+
+        A page repeated inside the file (blank versos, separator sheets) is a page of its
+        own: its bytes are stored once, each copy gets a row and a page number. A page whose
+        bytes are already in the project from an earlier add is not stored again; it is
+        reported in ``duplicates`` (page ids) and ``duplicate_of_numbers`` (page numbers).
+        """
         keys = [p.sha256 for p in pages]
+        added: list[Page] = []
         try:
             with self.store.write() as s:
-                existing = dict(
-                    s.execute(
-                        select(Page.blob, Page.id).where(
-                            Page.project_id == project_id, Page.blob.in_(keys)
-                        )
-                    ).all()
+                # Adds to one project take turns (SQLite: BEGIN IMMEDIATE already does), so
+                # two uploads of one file cannot both add it, nor take the same numbers.
+                locked = s.scalar(
+                    select(Project.id).where(Project.id == project_id).with_for_update()
                 )
-                number = page_number or self.store.next_page_number(s, project_id)
+                if locked is None:
+                    raise NoSuchProject(project_id)
+                existing: dict[str, list[tuple[int, int]]] = {}
+                for blob, pid, number in s.execute(
+                    select(Page.blob, Page.id, Page.page_number)
+                    .where(Page.project_id == project_id, Page.blob.in_(sorted(set(keys))))
+                    .order_by(Page.page_number)
+                ):
+                    existing.setdefault(blob, []).append((pid, number))
                 fresh = [(p, k) for p, k in zip(pages, keys, strict=True) if k not in existing]
+                number = page_number or self.store.next_page_number(s, project_id)
                 if page_number is not None and fresh:
                     wanted = list(range(number, number + len(fresh)))
                     taken = list(
@@ -222,11 +278,11 @@ class Client:
                     )
                     if taken:
                         raise PagekitError(
-                            f"{out['source']}: page number {taken[0]} is already used in this "
-                            "project; choose another page number or leave it out"
+                            f"{out['source']}: page number {min(taken)} is already used in "
+                            "this project; choose another page number or leave it out"
                         )
                 for p, key in fresh:  # bytes first: a committed row always has its blob
-                    self.blobs.put(p.data, key)
+                    self.blobs.put(p.data, key)  # a repeated page's bytes are kept once
                     page = Page(
                         project_id=project_id,
                         page_number=number,
@@ -238,19 +294,28 @@ class Client:
                         size=len(p.data),
                     )
                     s.add(page)
-                    s.flush()
-                    out["page_ids"].append(page.id)
-                    out["page_numbers"].append(number)
+                    added.append(page)
                     number += 1
-                out["duplicates"] = [existing[k] for k in keys if k in existing]
-        except IntegrityError as exc:  # a concurrent upload took the same number
-            raise PagekitError(f"{out['source']}: could not add ({exc.orig}); try again") from exc
-        out["status"] = "added" if out["page_ids"] else "duplicate"
-        if out["status"] == "duplicate":
-            out["error"] = (
-                f"{out['source']}: identical content is already in this project "
-                f"(page id {out['duplicates'][0]}); not stored twice"
-            )
+                s.flush()
+        except IntegrityError as exc:  # not expected while adds take turns; say what failed
+            raise PagekitError(f"{out['source']}: could not add ({exc.orig})") from exc
+        # The n-th copy of a page in this file matches the n-th copy in the project (or the
+        # last), so adding a file again maps its pages one to one onto the first upload.
+        dups: list[tuple[int, int, int]] = []  # (page in the file, page id, page number)
+        seen: Counter[str] = Counter()
+        for index, key in enumerate(keys, 1):
+            if key in existing:
+                copies = existing[key]
+                dups.append((index, *copies[min(seen[key], len(copies) - 1)]))
+                seen[key] += 1
+        out["page_ids"] = [page.id for page in added]
+        out["page_numbers"] = [page.page_number for page in added]
+        out["duplicates"] = [page_id for _, page_id, _ in dups]
+        out["duplicate_of_numbers"] = [number for _, _, number in dups]
+        out["duplicate_file_pages"] = [index for index, _, _ in dups]
+        out["status"] = "added" if added else "duplicate"
+        if dups:
+            out["error"] = _duplicates_message(out["source"], len(pages), dups)
 
     def pages(
         self,
@@ -313,7 +378,9 @@ class Client:
     def process_page(self, project: ProjectRef, page_id: int) -> dict[str, Any]:
         """Queue one page: ``{"task_id", "status": "queued", "page_id", "page_number"}``."""
         pid = self.store.project(project).id
-        job = jobs.enqueue(self.store, self.app, pid, [int(page_id)], kind="page")
+        job = self._with_broker(
+            lambda: jobs.enqueue(self.store, self.app, pid, [int(page_id)], kind="page")
+        )
         return {
             "task_id": job["task_id"],
             "status": "queued",
@@ -324,7 +391,7 @@ class Client:
     def process_batch(self, project: ProjectRef, page_ids: list[int]) -> dict[str, Any]:
         """Queue pages: ``{"task_id", "status": "queued", "total_pages", "page_ids"}``."""
         pid = self.store.project(project).id
-        job = jobs.enqueue(self.store, self.app, pid, page_ids)
+        job = self._with_broker(lambda: jobs.enqueue(self.store, self.app, pid, page_ids))
         return {
             "task_id": job["task_id"],
             "status": "queued",
@@ -333,23 +400,37 @@ class Client:
         }
 
     def process_pending(self, project: ProjectRef) -> dict[str, Any]:
-        """"Process All Pending": queue every page that has not been processed yet."""
+        """"Process All Pending": queue every page that has not been processed yet.
+
+        Two callers at once (two people pressing the button) never both get a page: the
+        pages are claimed in one conditional UPDATE, and the second caller is told which
+        task took them.
+        """
         p = self.store.project(project)
-        ids = self.store.page_ids(p.id, ["pending"])
-        if not ids:
+        if not self.count_pages(p.id, "pending"):
             raise NothingToProcess(
                 f"no pending pages in project {p.name!r}; "
                 "add pages first, or use retry_failed / process_batch to reprocess"
             )
-        return self.process_batch(p.id, ids)
+        return self._batch(p.id, states=("pending",))
 
     def retry_failed(self, project: ProjectRef) -> dict[str, Any]:
         """Queue the project's failed and cancelled pages again."""
         pid = self.store.project(project).id
-        ids = self.store.page_ids(pid, ["failed", "cancelled"])
-        if not ids:
+        if not self.count_pages(pid, ["failed", "cancelled"]):
             raise NothingToProcess("no failed or cancelled pages to retry")
-        return self.process_batch(pid, ids)
+        return self._batch(pid, states=("failed", "cancelled"))
+
+    def _batch(self, project_id: int, states: tuple[str, ...]) -> dict[str, Any]:
+        job = self._with_broker(
+            lambda: jobs.enqueue(self.store, self.app, project_id, states=states)
+        )
+        return {
+            "task_id": job["task_id"],
+            "status": "queued",
+            "total_pages": len(job["page_ids"]),
+            "page_ids": job["page_ids"],
+        }
 
     def status(self, task_id: str) -> dict[str, Any]:
         """The seed status: ``current``/``total`` while running, ``result`` when done."""
@@ -424,9 +505,12 @@ class Client:
 
     def workers(self, timeout: float = 1.0) -> list[dict[str, Any]]:
         """Workers answering on the broker: name, concurrency, active and processed tasks."""
-        inspect = self.app.control.inspect(timeout=timeout)
-        stats = inspect.stats() or {}
-        active = inspect.active() or {}
+
+        def ask() -> tuple[dict[str, Any], dict[str, Any]]:
+            inspect = self.app.control.inspect(timeout=timeout)
+            return inspect.stats() or {}, inspect.active() or {}
+
+        stats, active = self._with_broker(ask)
         out = []
         for name, st in sorted(stats.items()):
             pool = st.get("pool", {})
@@ -443,30 +527,69 @@ class Client:
         return out
 
     def queue_depth(self) -> int:
-        """Messages waiting in the pagekit queue on the broker."""
-        from kombu.exceptions import ChannelError
+        """Messages waiting in pagekit's queues on the broker (re-queued orphans included)."""
+        from .worker import queue_depth
 
-        with self.app.connection_for_read() as conn, conn.channel() as channel:
-            try:
-                _, count, _ = channel.queue_declare(queue=QUEUE, passive=True)
-            except ChannelError:  # no such queue yet: nothing was ever queued
-                return 0
-            return int(count)
+        return self._with_broker(lambda: queue_depth(self.app))
+
+    def live_workers(self, within: float | None = None) -> list[str]:
+        """Workers that sent a heartbeat in the last ``within`` seconds (from the database)."""
+        from .worker import live_workers
+
+        return live_workers(self.store, within or self.settings.no_worker_after)
+
+    def orphans(self) -> list[dict[str, Any]]:
+        """Active pages whose worker stopped sending heartbeats (see :mod:`pagekit.worker`).
+
+        The workers re-queue them by themselves within ``heartbeat_timeout`` seconds; a
+        non-empty list that does not shrink means no worker is running.
+        """
+        from .worker import orphans
+
+        return orphans(self.store, self.settings)
 
     def reconcile(self) -> list[tuple[str, int]]:
-        """Re-queue pages stuck without a live task (see :func:`pagekit.jobs.reconcile`)."""
-        idle = False
+        """Re-queue orphaned pages now (what the workers' watchdogs do every few seconds).
+
+        Also re-sends queued pages that no worker ever held when the broker's queues are
+        empty (their message was lost). Returns the (task_id, page_id) pairs re-sent.
+        """
+        from .worker import lost_condition, queue_depth, recover
+
+        lost: list[tuple[str, int]] = []
         try:
-            inspect = self.app.control.inspect(timeout=1.0)
-            active, reserved = inspect.active(), inspect.reserved()
-            busy = any((active or {}).values()) or any((reserved or {}).values())
-            idle = active is not None and not busy and self.queue_depth() == 0
-        except Exception as exc:  # the broker is down: only the time rule applies
-            log.warning("reconcile: cannot inspect workers (%s)", exc)
-        return jobs.reconcile(self.store, self.app, self.settings, idle=idle)
+            if self._with_broker(lambda: queue_depth(self.app)) == 0:
+                with self.store.read() as s:
+                    now = utcnow()
+                    lost = [
+                        (r.job_id, r.page_id)
+                        for r in s.execute(
+                            select(JobPage.job_id, JobPage.page_id).where(
+                                lost_condition(self.settings, now)
+                            )
+                        )
+                    ]
+        except Exception as exc:  # the broker is down: only orphans by heartbeat
+            log.warning("reconcile: cannot read the broker's queues (%s)", exc)
+        return self._with_broker(
+            lambda: recover(self.store, self.app, self.settings, lost=lost)
+        )
 
     def wait_for_workers(self, timeout: float = 60.0) -> list[dict[str, Any]]:
-        return runtime.wait_worker(self.broker_url, timeout)
+        return self._with_broker(lambda: runtime.wait_worker(self.broker_url, timeout))
+
+
+def _duplicates_message(source: str, count: int, dups: list[tuple[int, int, int]]) -> str:
+    """Name the pages by number: ``scan.pdf: ... its page 2 is page 7; not stored twice``.
+
+    ``dups`` holds ``(page in the file, existing page id, existing page number)``.
+    """
+    if count == 1:
+        where = f"as page {dups[0][2]}"
+    else:
+        where = ", ".join(f"its page {index} is page {number}" for index, _, number in dups[:10])
+        where = f"{where} and {len(dups) - 10} more" if len(dups) > 10 else where
+    return f"{source}: identical content is already in this project: {where}; not stored twice"
 
 
 def _item_name(item: Any) -> str:

@@ -39,6 +39,11 @@ class Settings:
     broker_url: str | None = None
     # The database (source of truth). None means SQLite in the data dir.
     database_url: str | None = None
+    # Seconds a SQLite write waits for another process's write lock before it fails with
+    # DatabaseUnavailable. pagekit's own writes hold the lock for milliseconds, so a wait
+    # this long means a stuck transaction elsewhere; 20 s answers a CLI, notebook or HTTP
+    # caller well before it gives up (workers retry on top of it).
+    db_busy_timeout: float = 20.0
     # Where page bytes live. None means <home>/blobs; set a shared path for several hosts.
     blob_dir: Path | None = None
     # Worker processes the embedded runtime starts. None means one per CPU.
@@ -61,9 +66,19 @@ class Settings:
     max_image_pixels: int = 120_000_000
     # Hard time limit for one page in a worker (seconds); soft limit is 90% of it.
     page_time_limit: int = 300
-    # Broker visibility timeout (seconds): longer than the page time limit, so a slow page
-    # is never redelivered while it is still running.
-    visibility_timeout: int = 3600
+    # Broker visibility timeout (seconds): how long Redis keeps a message delivered to a
+    # worker that vanished before it hands it out again. Only a backstop: the workers'
+    # heartbeats re-queue such pages within heartbeat_timeout. Longer than the page time
+    # limit, so a slow page is never redelivered while it is still running.
+    visibility_timeout: int = 900
+    # Seconds between a worker's heartbeats for the pages it holds (reserved or running).
+    heartbeat_interval: float = 3.0
+    # A held page whose heartbeat is older than this is orphaned (its worker process was
+    # killed, or its host vanished): the live workers re-queue it at the front. Five
+    # missed beats, so a busy machine or a slow database write is not taken for a death.
+    heartbeat_timeout: float = 15.0
+    # `wait()` and progress bars say "no worker is running" after this long without one.
+    no_worker_after: float = 30.0
     # Attempts per page (a worker crash counts as one) before it is marked failed.
     max_attempts: int = 3
     # Seconds between status polls in progress bars (the seed's "every 3 seconds").
@@ -131,6 +146,7 @@ class Settings:
         out = {
             "PAGEKIT_HOME": str(self.home_abs),
             "PAGEKIT_DATABASE_URL": self.db_url,
+            "PAGEKIT_DB_BUSY_TIMEOUT": str(self.db_busy_timeout),
             "PAGEKIT_BLOB_DIR": str(self.blob_path),
             "PAGEKIT_OCR_LANG": self.ocr_lang,
             "PAGEKIT_TESSDATA": self.tessdata,
@@ -140,6 +156,8 @@ class Settings:
             "PAGEKIT_PAGE_TIME_LIMIT": str(self.page_time_limit),
             "PAGEKIT_VISIBILITY_TIMEOUT": str(self.visibility_timeout),
             "PAGEKIT_MAX_ATTEMPTS": str(self.max_attempts),
+            "PAGEKIT_HEARTBEAT_INTERVAL": str(self.heartbeat_interval),
+            "PAGEKIT_HEARTBEAT_TIMEOUT": str(self.heartbeat_timeout),
         }
         if self.step_modules:
             out["PAGEKIT_STEP_MODULES"] = ",".join(self.step_modules)
@@ -164,6 +182,15 @@ _INTS = {
 }
 
 
+_FLOATS = {
+    "poll_interval",
+    "db_busy_timeout",
+    "heartbeat_interval",
+    "heartbeat_timeout",
+    "no_worker_after",
+}
+
+
 def _split(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
@@ -172,7 +199,7 @@ def _parse(name: str, raw: str) -> Any:
     try:
         if name in _INTS:
             return int(raw)
-        if name == "poll_interval":
+        if name in _FLOATS:
             return float(raw)
     except ValueError:
         raise ConfigError(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from .config import Settings
@@ -86,14 +85,14 @@ def run_checks(settings: Settings, *, fix: bool = False) -> Iterator[Check]:
     # 5. OCR language data.
     yield _check_ocr(settings)
 
-    # 6. Queue depth and pages stuck.
+    # 6. Queue depth and orphaned pages (held by a worker that stopped).
     try:
         from .client import Client
 
         client = Client(settings=settings.with_(broker_url=broker), start=False)
         depth = client.queue_depth()
         yield Check("queue", True, f"{depth} page task(s) waiting in the queue")
-        yield from _check_stuck(client, settings, fix)
+        yield from _check_orphans(client, settings, fix)
     except Exception as exc:
         yield Check("queue", False, f"cannot read the queue: {exc}", "run `pagekit doctor` again")
 
@@ -148,27 +147,41 @@ def _check_ocr(settings: Settings) -> Check:
     return Check("ocr", True, f"{info['engine']} with {settings.ocr_lang} ({info['tessdata']})")
 
 
-def _check_stuck(client: Any, settings: Settings, fix: bool) -> Iterator[Check]:
-    from sqlalchemy import func, select
+def _check_orphans(client: Any, settings: Settings, fix: bool) -> Iterator[Check]:
+    """Orphaned pages: held by a worker that stopped sending heartbeats, or lost messages."""
+    from .store import utcnow
 
-    from .store import JobPage, utcnow
-
-    limit = utcnow() - timedelta(seconds=settings.page_time_limit + 30)
-    with client.store.read() as s:
-        stuck = s.scalar(
-            select(func.count())
-            .select_from(JobPage)
-            .where(JobPage.state == "processing", JobPage.started_at < limit)
-        )
+    found = client.orphans()
+    now = utcnow()
     if fix:
         requeued = client.reconcile()
-        yield Check("stuck pages", True, f"re-queued {len(requeued)} page(s) without a live task")
-    elif stuck:
         yield Check(
-            "stuck pages",
-            False,
-            f"{stuck} page(s) in 'processing' for longer than the time limit",
-            "run `pagekit doctor --fix` to re-queue them",
+            "orphaned pages",
+            True,
+            f"re-queued {len(requeued)} orphaned page(s) at the front of the queue",
         )
-    else:
-        yield Check("stuck pages", True, "no page stuck in processing")
+        return
+    if not found:
+        yield Check(
+            "orphaned pages",
+            True,
+            "every queued or processing page is waiting in the queue or held by a live worker",
+        )
+        return
+    by_state: dict[str, int] = {}
+    for row in found:
+        by_state[row["state"]] = by_state.get(row["state"], 0) + 1
+    oldest = max(
+        (now - (row["heartbeat_at"] or row["started_at"] or row["queued_at"])).total_seconds()
+        for row in found
+    )
+    parts = ", ".join(f"{n} {state}" for state, n in sorted(by_state.items()))
+    yield Check(
+        "orphaned pages",
+        False,
+        f"{len(found)} page(s) ({parts}) held by a worker that stopped: no heartbeat for up "
+        f"to {oldest:.0f} s (a live worker re-queues them within "
+        f"{settings.heartbeat_timeout:.0f} s)",
+        "start a worker (`pagekit up` or `pagekit worker`), or run `pagekit doctor --fix` "
+        "to re-queue them now",
+    )

@@ -25,6 +25,26 @@ class RuntimeUnavailable(PagekitError):
     exit_code = 3
 
 
+class WaitTimeout(PagekitError, TimeoutError):
+    """``wait()`` gave up before the job finished (the job itself goes on)."""
+
+    exit_code = 6
+
+
+class NoWorker(RuntimeUnavailable, TimeoutError):
+    """A job waits, and no worker has sent a heartbeat for a while."""
+
+
+class DatabaseUnavailable(PagekitError):
+    """The database cannot be reached, or another process holds its write lock."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, url: str | None = None):
+        self.url = url  # the database URL, password redacted
+        super().__init__(message)
+
+
 class NotFound(PagekitError):
     """Something asked for by id or name does not exist."""
 
@@ -36,9 +56,7 @@ class NoSuchProject(NotFound):
 
     def __init__(self, project: object):
         self.project = project
-        super().__init__(
-            f"no such project: {project!r}; list projects with `pagekit project list`"
-        )
+        super().__init__(f"no such project: {project!r}; list projects with `pagekit project list`")
 
 
 class NoSuchPage(NotFound):
@@ -71,6 +89,19 @@ class ProjectExists(PagekitError):
 
 class NothingToProcess(PagekitError):
     """A request to process found no pages to queue."""
+
+
+class AlreadyQueued(PagekitError):
+    """Pages asked for are queued or processing in another task."""
+
+    def __init__(self, page_ids: list[int], task_id: str | None):
+        self.page_ids = page_ids
+        self.task_id = task_id
+        shown = ", ".join(str(p) for p in page_ids[:10]) + (" ..." if len(page_ids) > 10 else "")
+        super().__init__(
+            f"page(s) {shown} are already queued or processing (task {task_id}); "
+            "wait for that task or cancel it first"
+        )
 
 
 class IngestError(PagekitError):

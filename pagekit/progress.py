@@ -12,10 +12,13 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
+from .errors import NoWorker, WaitTimeout
+
 if TYPE_CHECKING:
     from .client import Client
 
 DONE = ("completed", "failed", "cancelled")
+NO_WORKER = "no worker is running: start one with `pagekit up` or `pagekit worker`"
 
 
 def progress_numbers(status: dict[str, Any]) -> tuple[int, int]:
@@ -55,6 +58,8 @@ class JobPoller:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_progress = (time.monotonic(), -1)
+        self._no_worker_after = client.settings.no_worker_after
+        self.warning: str | None = None  # e.g. no worker is running
 
     # -- numbers the drawings use -----------------------------------------------------
 
@@ -85,7 +90,8 @@ class JobPoller:
 
     @property
     def text(self) -> str:
-        return describe(self.status) if self.status else "Waiting for status..."
+        line = describe(self.status) if self.status else "Waiting for status..."
+        return f"{line} ({self.warning})" if self.warning else line
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -95,10 +101,11 @@ class JobPoller:
         now = time.monotonic()
         if current != self._last_progress[1]:
             self._last_progress = (now, current)
-        elif now - self._last_progress[0] > 60:
-            # No page finished for a minute: pages may have lost their task.
-            self.client.reconcile()
-            self._last_progress = (now, current)
+        self.warning = None
+        if not self.done and now - self._last_progress[0] >= self._no_worker_after:
+            # Only read: recovery is the workers' job. Say so when none is left to do it.
+            if not self.client.live_workers(within=self._no_worker_after):
+                self.warning = NO_WORKER
         return self.status
 
     def run(self, timeout: float | None = None) -> dict[str, Any]:
@@ -111,8 +118,15 @@ class JobPoller:
                 if self.done:
                     break
                 if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(
-                        f"task {self.task_id} still {self.status['status']} after {timeout}s"
+                    if self.warning:
+                        raise NoWorker(
+                            f"task {self.task_id} still {self.status['status']} after "
+                            f"{timeout:g}s: {self.warning}"
+                        )
+                    raise WaitTimeout(
+                        f"task {self.task_id} still {self.status['status']} after "
+                        f"{timeout:g}s; it goes on: follow it with `pagekit task wait "
+                        f"{self.task_id}`, or cancel it"
                     )
                 wait = self.interval
                 if deadline is not None:

@@ -6,6 +6,7 @@ SQLite (WAL) in the data dir by default; PostgreSQL (or any SQLAlchemy URL) thro
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -22,18 +23,26 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     create_engine,
     event,
     func,
+    inspect,
     select,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.schema import CreateIndex, CreateTable
 
-from .errors import NoSuchPage, NoSuchProject, ProjectExists
+from .config import Settings
+from .errors import DatabaseUnavailable, NoSuchPage, NoSuchProject, ProjectExists
+
+log = logging.getLogger(__name__)
 
 PAGE_STATES = ("pending", "queued", "processing", "completed", "failed", "cancelled")
 FINISHED = ("completed", "failed", "cancelled")
@@ -61,7 +70,9 @@ class Page(Base):
     __tablename__ = "pages"
     __table_args__ = (
         UniqueConstraint("project_id", "page_number", name="uq_page_number"),
-        UniqueConstraint("project_id", "blob", name="uq_page_blob"),
+        # Not unique: a scan repeats pages (blank versos, separator sheets) and each is a
+        # page of its own; the index serves the duplicate lookup when adding files.
+        Index("ix_pages_project_blob", "project_id", "blob"),
         Index("ix_pages_project_status", "project_id", "status"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -107,7 +118,10 @@ class JobPage(Base):
     """One page of one job: the unit that is counted exactly once."""
 
     __tablename__ = "job_pages"
-    __table_args__ = (Index("ix_job_pages_state", "job_id", "state"),)
+    __table_args__ = (
+        Index("ix_job_pages_state", "job_id", "state"),
+        Index("ix_job_pages_heartbeat", "state", "heartbeat_at"),
+    )
     job_id: Mapped[str] = mapped_column(
         ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
     )
@@ -121,6 +135,23 @@ class JobPage(Base):
     queued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # Written every few seconds by the worker holding the page (reserved or running);
+    # None while the page waits in the broker. A stale one means its holder is gone.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # Why the last attempt ended without a result (a worker lost mid-page), for the
+    # message when the page runs out of attempts.
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class WorkerBeat(Base):
+    """A worker process that is alive: its watchdog writes ``heartbeat_at`` every few seconds."""
+
+    __tablename__ = "workers"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    concurrency: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class ApiToken(Base):
@@ -134,16 +165,19 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
-_engines: dict[tuple[str, int, bool], Engine] = {}
+_engines: dict[tuple[str, int, bool, float], Engine] = {}
 _engines_lock = threading.Lock()
 
 
-def _make_engine(url: str, immediate: bool) -> Engine:
+def _make_engine(url: str, immediate: bool, busy_timeout: float) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+        # How long a write waits for another writer: Settings.db_busy_timeout says why.
+        engine = create_engine(
+            url, connect_args={"timeout": busy_timeout, "check_same_thread": False}
+        )
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -153,7 +187,7 @@ def _make_engine(url: str, immediate: bool) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -166,35 +200,217 @@ def _make_engine(url: str, immediate: bool) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
 
-def engine_for(url: str, *, write: bool = False) -> Engine:
-    """One engine per (url, process, mode); forked workers get their own."""
+def engine_for(
+    url: str, *, write: bool = False, busy_timeout: float = Settings.db_busy_timeout
+) -> Engine:
+    """One engine per (url, process, mode, busy timeout); forked workers get their own."""
     immediate = write and url.startswith("sqlite")
-    key = (url, os.getpid(), immediate)
+    key = (url, os.getpid(), immediate, busy_timeout)
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
-            engine = _engines[key] = _make_engine(url, immediate)
+            engine = _engines[key] = _make_engine(url, immediate, busy_timeout)
     return engine
 
 
-class Store:
-    """Sessions on the pagekit database, plus the queries everyone shares."""
+# PostgreSQL SQLSTATEs that mean "no usable connection": class 08 (connection exception),
+# the server shutting down or starting up, too many connections.
+_PG_UNREACHABLE = ("08", "57P01", "57P02", "57P03", "53300")
 
-    def __init__(self, url: str, *, create: bool = True):
+
+def _unavailable(exc: DBAPIError, url: str, busy_timeout: float) -> DatabaseUnavailable | None:
+    """``exc`` as a DatabaseUnavailable if a lock or the connection caused it, else None."""
+    parsed = make_url(url)
+    shown = parsed.render_as_string(hide_password=True)
+    detail = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+    if parsed.password:
+        detail = detail.replace(parsed.password, "***")
+    if parsed.get_backend_name() == "sqlite":
+        path = parsed.database
+        if "database is locked" in detail or "database table is locked" in detail:
+            return DatabaseUnavailable(
+                f"the database {path} is locked: another process holds a write lock on it "
+                "(usually a long transaction, or the file is on a copied or network file "
+                f"system); gave up after {busy_timeout:g} s (PAGEKIT_DB_BUSY_TIMEOUT): wait "
+                "and try again, or stop the other process",
+                url=shown,
+            )
+        if "unable to open database file" in detail:
+            return DatabaseUnavailable(
+                f"cannot open the database {path} ({detail}): check that its directory "
+                "exists and is writable, or set PAGEKIT_DATABASE_URL",
+                url=shown,
+            )
+        return None
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or ""
+    # No statement: the error came while connecting (refused, bad host, password, database).
+    if exc.statement is None or exc.connection_invalidated or state.startswith(_PG_UNREACHABLE):
+        return DatabaseUnavailable(
+            f"cannot connect to the database {shown} ({detail}): check PAGEKIT_DATABASE_URL "
+            "and that the database server is up and accepting connections",
+            url=shown,
+        )
+    return None
+
+
+# -- upgrading databases made by older versions ----------------------------------------------
+
+# 0.1.0 refused a page whose bytes were already in the project, which refused whole any
+# file that repeats a page (two blank pages, a TIFF with repeated frames).
+_DROPPED_UNIQUE = {"pages": "uq_page_blob"}
+
+
+def migrate(engine: Engine) -> None:
+    """Bring a database made by an older pagekit up to the models, in place.
+
+    Drops the 0.1.0 ``UNIQUE (project_id, blob)`` on ``pages`` (SQLite: a table rebuild),
+    adds nullable columns the models have and the tables lack (``ADD COLUMN``), and creates
+    the models' missing indexes. When there is nothing to do it costs one reflection of
+    column, index and constraint names, so every :class:`Store` runs it; concurrent
+    openers are safe (SQLite writers are serialized, PostgreSQL DDL says ``IF NOT EXISTS``).
+    """
+    with engine.begin() as conn:
+        todo = _pending(conn)
+        if not (todo["rebuild"] and conn.dialect.name == "sqlite"):
+            _apply(conn, todo)
+            return
+    _rebuild_sqlite(engine, Base.metadata.tables[todo["rebuild"][0]])
+    with engine.begin() as conn:  # the rebuilt table is current; other tables may not be
+        _apply(conn, _pending(conn))
+
+
+def _pending(conn: Connection) -> dict[str, list[Any]]:
+    """What the database lacks or has too much of, compared to the models."""
+    insp = inspect(conn)
+    present = set(insp.get_table_names())
+    names = [t.name for t in Base.metadata.sorted_tables if t.name in present]
+    columns = insp.get_multi_columns(filter_names=names)
+    indexes = insp.get_multi_indexes(filter_names=names)
+    todo: dict[str, list[Any]] = {"rebuild": [], "columns": [], "indexes": []}
+    for name in names:
+        table = Base.metadata.tables[name]
+        have = {c["name"] for c in columns[(None, name)]}
+        todo["columns"] += [c for c in table.columns if c.name not in have]
+        have = {i["name"] for i in indexes[(None, name)]}
+        todo["indexes"] += [i for i in table.indexes if i.name not in have]
+        dropped = _DROPPED_UNIQUE.get(name)
+        if dropped and dropped in {u["name"] for u in insp.get_unique_constraints(name)}:
+            todo["rebuild"].append(name)
+    return todo
+
+
+def _apply(conn: Connection, todo: dict[str, list[Any]]) -> None:
+    quote = conn.dialect.identifier_preparer.quote
+    postgres = conn.dialect.name == "postgresql"
+    for name in todo["rebuild"]:  # not SQLite: constraints can be dropped in place
+        exists = " IF EXISTS" if postgres else ""
+        conn.exec_driver_sql(
+            f"ALTER TABLE {quote(name)} DROP CONSTRAINT{exists} {quote(_DROPPED_UNIQUE[name])}"
+        )
+    for column in todo["columns"]:
+        table = column.table.name
+        if not column.nullable or column.primary_key:
+            log.warning(
+                "database table %s lacks the required column %s: pagekit cannot add it "
+                "in place; add it by hand or start from a new database",
+                table,
+                column.name,
+            )
+            continue
+        exists = " IF NOT EXISTS" if postgres else ""
+        kind = column.type.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(
+            f"ALTER TABLE {quote(table)} ADD COLUMN{exists} {quote(column.name)} {kind}"
+        )
+    for index in todo["indexes"]:
+        conn.execute(CreateIndex(index, if_not_exists=True))
+
+
+def _rebuild_sqlite(engine: Engine, table: Table) -> None:
+    """Recreate ``table`` from its model, keeping its rows (SQLite cannot drop a constraint).
+
+    SQLite's documented procedure (https://www.sqlite.org/lang_altertable.html#otheralter):
+    foreign keys off, then in one transaction create the new table, copy, drop the old one,
+    rename, recreate the indexes, check the foreign keys.
+    """
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        raw.execute("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction: before BEGIN
+        try:
+            with conn.begin():  # BEGIN IMMEDIATE: one process rebuilds, the others wait
+                insp = inspect(conn)
+                dropped = _DROPPED_UNIQUE[table.name]
+                if dropped not in {u["name"] for u in insp.get_unique_constraints(table.name)}:
+                    return  # another process rebuilt it while we waited
+                kept = {c["name"] for c in insp.get_columns(table.name)}
+                scratch = MetaData()
+                for other in table.foreign_keys:  # so the copy's foreign keys compile
+                    other.column.table.to_metadata(scratch)
+                new = table.to_metadata(scratch, name=f"{table.name}_new")
+                conn.execute(CreateTable(new))
+                quote = conn.dialect.identifier_preparer.quote
+                cols = ", ".join(quote(c.name) for c in table.columns if c.name in kept)
+                conn.exec_driver_sql(
+                    f"INSERT INTO {quote(new.name)} ({cols}) SELECT {cols} FROM {quote(table.name)}"
+                )
+                conn.exec_driver_sql(f"DROP TABLE {quote(table.name)}")
+                conn.exec_driver_sql(f"ALTER TABLE {quote(new.name)} RENAME TO {quote(table.name)}")
+                for index in table.indexes:
+                    conn.execute(CreateIndex(index))
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                if broken:
+                    raise RuntimeError(f"rebuilding {table.name} broke foreign keys: {broken}")
+            log.info("database upgraded: %s no longer refuses repeated pages", table.name)
+        finally:
+            raw.execute("PRAGMA foreign_keys=ON")
+
+
+class Store:
+    """Sessions on the pagekit database, plus the queries everyone shares.
+
+    A locked or unreachable database raises :class:`DatabaseUnavailable`, saying why and
+    what to do; other database errors (IntegrityError among them) pass through unchanged.
+    """
+
+    def __init__(self, url: str, *, create: bool = True, busy_timeout: float | None = None):
         self.url = url
+        # Argument, else PAGEKIT_DB_BUSY_TIMEOUT, else the documented default.
+        self.busy_timeout = (
+            Settings.from_env().db_busy_timeout if busy_timeout is None else busy_timeout
+        )
         if create:
-            Base.metadata.create_all(engine_for(url, write=True))
+            engine = self._engine(write=True)
+            with self._translated():
+                Base.metadata.create_all(engine)
+                migrate(engine)
+
+    def _engine(self, *, write: bool = False) -> Engine:
+        return engine_for(self.url, write=write, busy_timeout=self.busy_timeout)
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Turn a lock or connection failure into DatabaseUnavailable."""
+        try:
+            yield
+        except (OperationalError, InterfaceError) as exc:
+            error = _unavailable(exc, self.url, self.busy_timeout)
+            if error is None:
+                raise
+            raise error from exc
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with Session(engine_for(self.url), expire_on_commit=False) as session:
+        with self._translated(), Session(self._engine(), expire_on_commit=False) as session:
             yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        with Session(engine_for(self.url, write=True), expire_on_commit=False) as session:
-            with session.begin():
-                yield session
+        with (
+            self._translated(),
+            Session(self._engine(write=True), expire_on_commit=False) as session,
+            session.begin(),
+        ):
+            yield session
 
     # -- projects -----------------------------------------------------------------------
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from functools import cache
 
 from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
-from . import jobs
+from . import worker
 from .blobs import BlobStore
 from .celery_app import TASK_PROCESS_PAGE, app
 from .config import Settings
+from .errors import DatabaseUnavailable
 from .store import Store
 
 
@@ -25,13 +27,16 @@ def _context() -> tuple[Settings, Store, BlobStore]:
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
-    autoretry_for=(OperationalError,),  # database briefly unreachable or locked
+    # The database briefly unreachable or locked (Store raises DatabaseUnavailable for
+    # those; a raw OperationalError can still come from, say, a PostgreSQL deadlock).
+    autoretry_for=(DatabaseUnavailable, OperationalError),
     retry_backoff=True,
     max_retries=5,
 )
 def process_page(self: Task, job_id: str, page_id: int) -> None:
     """Process one page of one job (each page of a batch is its own task)."""
     settings, store, blobs = _context()
-    work = jobs.start_page(store, blobs, settings, job_id, page_id, self.request.hostname)
+    work = worker.claim(store, blobs, settings, job_id, page_id, self.request.hostname)
     if work is not None:
-        jobs.record(store, blobs, work, jobs.run(store, work))
+        result = worker.run(store, work, timeouts=(SoftTimeLimitExceeded,))
+        worker.record(store, blobs, work, result)

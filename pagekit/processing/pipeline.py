@@ -20,9 +20,15 @@ TEXT_LAYER_ENGINE = "pdf-text-layer"
 class _Run:
     """The state of one page while it is processed."""
 
-    def __init__(self, inp: PageInput, should_stop: Callable[[], bool] | None):
+    def __init__(
+        self,
+        inp: PageInput,
+        should_stop: Callable[[], bool] | None,
+        timeouts: tuple[type[BaseException], ...],
+    ):
         self.inp = inp
         self.should_stop = should_stop
+        self.timeouts = timeouts
         self.result = PageResult(ok=False, language=inp.lang)
         self.image: Image.Image | None = None  # the upright page image, once there is one
         self.doc = None  # the pypdfium2 document of a PDF page
@@ -104,7 +110,7 @@ def _custom_step(run: _Run, name: str, ctx: StepContext) -> None:
     with run.stage(name):
         try:
             out = fn(ctx)
-        except Cancelled:
+        except (Cancelled, *run.timeouts):
             raise
         except Exception as exc:
             raise ProcessingError(
@@ -131,14 +137,29 @@ def _one_line(message: str) -> str:
     return " ".join(part.strip() for part in message.splitlines() if part.strip())
 
 
-def process_page(inp: PageInput, should_stop: Callable[[], bool] | None = None) -> PageResult:
+def _too_slow(inp: PageInput) -> str:
+    limit = f"{inp.time_limit} s" if inp.time_limit else "the page time limit"
+    return (
+        f"{inp.source}: took longer than {limit} (PAGEKIT_PAGE_TIME_LIMIT) and was stopped; "
+        "raise PAGEKIT_PAGE_TIME_LIMIT on the workers, or split the page into smaller ones"
+    )
+
+
+def process_page(
+    inp: PageInput,
+    should_stop: Callable[[], bool] | None = None,
+    *,
+    timeouts: tuple[type[BaseException], ...] = (),
+) -> PageResult:
     """Process one page: load, text layer or render + OCR, thumbnail, then custom steps.
 
     Never raises for a bad page: the result has ``ok=False`` and a one-line ``error``
     naming the page and the fix. Raises :class:`Cancelled` only when ``should_stop()``
-    returns True, which is checked before every stage.
+    returns True, which is checked before every stage. An exception of a type in
+    ``timeouts`` (the caller's time limit, e.g. Celery's ``SoftTimeLimitExceeded``) fails
+    the page with "took longer than ``inp.time_limit`` s".
     """
-    run = _Run(inp, should_stop)
+    run = _Run(inp, should_stop, timeouts)
     started = perf_counter()
     try:
         for name in inp.steps:  # an unknown step fails the page before any slow work
@@ -157,6 +178,8 @@ def process_page(inp: PageInput, should_stop: Callable[[], bool] | None = None) 
         run.result.ok = True
     except Cancelled:
         raise
+    except timeouts:
+        run.result.error = _too_slow(inp)
     except IngestError as exc:
         run.result.error = _one_line(str(exc))  # already "<source>: <message>"
     except PagekitError as exc:

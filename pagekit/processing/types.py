@@ -24,6 +24,7 @@ class PageInput:
     render_dpi: int = 300
     pdf_text_min_chars: int = 20
     max_image_pixels: int = 120_000_000
+    time_limit: int = 0  # seconds a worker allows one page (for messages); 0: not known
 
 
 @dataclass

@@ -26,10 +26,13 @@ def describe_outcome(o: dict[str, Any]) -> str:
         nums = o["page_numbers"]
         span = str(nums[0]) if len(nums) == 1 else f"{nums[0]}-{nums[-1]}"
         n = len(nums)
-        return (
+        line = (
             f"<span class='pk-ok'>✔ {esc(o['source'])}: added {n} page{'s' if n != 1 else ''}"
             f" (page {span})</span>"
         )
+        if o["duplicates"]:  # some pages were already in the project
+            line += f"; ↺ {esc(o['error'])}"
+        return line
     if o["status"] == "duplicate":
         return f"↺ duplicate: {esc(o['error'])}"
     return f"<span class='pk-bad'>✘ rejected: {esc(o['error'])}</span>"

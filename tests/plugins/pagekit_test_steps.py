@@ -30,3 +30,10 @@ def shout(page):
     """A harmless custom step: the text upper-cased and its first word."""
     words = page.text.split()
     return {"first_word": words[0].upper() if words else None}
+
+
+@pagekit.step("overtime")
+def overtime(page):
+    """Sleep 60 s: longer than any small PAGEKIT_PAGE_TIME_LIMIT a test starts workers with."""
+    time.sleep(60)
+    return {"slept": True}

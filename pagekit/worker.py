@@ -1,0 +1,537 @@
+"""The worker side of the job contract: claim, heartbeat, exactly-once finish, recovery.
+
+Every state change is one conditional UPDATE and its row count is the answer, so two
+workers, a redelivered message, a cancel and a recovery can race in any order, on SQLite
+and PostgreSQL alike:
+
+- claim: ``queued -> processing`` (or a ``processing`` page whose heartbeat stopped);
+- finish: ``queued | processing -> completed | failed | cancelled``, once;
+- recover: a held page whose heartbeat stopped goes back to ``queued``.
+
+A page a worker holds (reserved or running) carries a heartbeat written by that worker's
+:class:`Watchdog`, a thread in the worker's main process. The same thread re-queues
+orphans (pages whose holder stopped beating) at the front of the queue, so recovery
+needs no client and no broker timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery import Celery
+from sqlalchemy import and_, func, or_, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+
+from .blobs import BlobStore
+from .config import Settings
+from .contract import QUEUES, RECOVERY_QUEUE, TASK_PROCESS_PAGE
+from .processing import Cancelled, PageInput, PageResult, process_page
+from .store import ACTIVE, Job, JobPage, Page, Project, Store, WorkerBeat, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PageWork:
+    """What a task needs to process one page."""
+
+    job_id: str
+    page_id: int
+    input: PageInput
+
+
+# -- claim ---------------------------------------------------------------------------------
+
+
+def _stale(settings: Settings, now: datetime) -> datetime:
+    return now - timedelta(seconds=settings.heartbeat_timeout)
+
+
+def claim(
+    store: Store, blobs: BlobStore, settings: Settings, job_id: str, page_id: int, worker: str
+) -> PageWork | None:
+    """Claim a page for processing; None when another delivery has it or it is finished."""
+    now = utcnow()
+    with store.write() as s:
+        cancel = s.scalar(select(Job.cancel_requested).where(Job.id == job_id))
+        if cancel is None:
+            return None  # a stale message for a job that no longer exists
+        this = (JobPage.job_id == job_id) & (JobPage.page_id == page_id)
+        if cancel:
+            moved = s.execute(
+                update(JobPage)
+                .where(this, JobPage.state.in_(ACTIVE))
+                .values(state="cancelled", finished_at=now, heartbeat_at=None)
+            ).rowcount
+            if moved:
+                _set_page(s, job_id, page_id, status="cancelled", finished_at=now)
+            return None
+        claimable = (JobPage.state == "queued") | (
+            (JobPage.state == "processing")
+            & (func.coalesce(JobPage.heartbeat_at, JobPage.started_at) < _stale(settings, now))
+        )
+        moved = s.execute(
+            update(JobPage)
+            .where(this, claimable, JobPage.attempts < settings.max_attempts)
+            .values(
+                state="processing",
+                attempts=JobPage.attempts + 1,
+                worker=worker,
+                started_at=now,
+                heartbeat_at=now,
+            )
+        ).rowcount
+        if not moved:
+            jp = s.get(JobPage, (job_id, page_id))
+            if jp is None or jp.state not in ACTIVE or jp.attempts < settings.max_attempts:
+                return None  # finished, cancelled, or held by a live worker
+            give_up = gave_up_message(jp.attempts, jp.last_error, settings)
+        else:
+            give_up = None
+            _set_page(s, job_id, page_id, status="processing", started_at=now, worker=worker)
+            page = s.get(Page, page_id)
+            assert page is not None
+            project = s.get(Project, page.project_id)
+            steps = tuple(project.steps or ()) if project else ()
+            label, kind, blob = _label(page), page.kind, page.blob
+    if give_up is not None:
+        finish(store, job_id, page_id, "failed", error=give_up)
+        return None
+    inp = PageInput(
+        page_id=page_id,
+        kind=kind,
+        data=blobs.get(blob),
+        source=label,
+        steps=steps,
+        lang=settings.ocr_lang,
+        tessdata=settings.tessdata,
+        render_dpi=settings.render_dpi,
+        pdf_text_min_chars=settings.pdf_text_min_chars,
+        max_image_pixels=settings.max_image_pixels,
+        time_limit=settings.page_time_limit,
+    )
+    return PageWork(job_id, page_id, inp)
+
+
+def _set_page(s: Any, job_id: str, page_id: int, **values: Any) -> None:
+    """Mirror a job page's state on the page row, unless a later job took the page."""
+    s.execute(update(Page).where(Page.id == page_id, Page.job_id == job_id).values(**values))
+
+
+def _label(page: Page) -> str:
+    if page.kind == "pdf" or page.source_index:
+        return f"{page.source} page {page.source_index + 1}"
+    return page.source
+
+
+def gave_up_message(attempts: int, last_error: str | None, settings: Settings) -> str:
+    """Why a page that kept losing its worker is failed, saying only what is known."""
+    why = last_error or "the worker process stopped before it finished the page"
+    return (
+        f"gave up after {attempts} attempts: {why}. If a worker was killed for memory, "
+        "give the workers more memory or split the page; if it ran out of time, raise "
+        "PAGEKIT_PAGE_TIME_LIMIT; the worker log says more"
+    )
+
+
+# -- run and finish ------------------------------------------------------------------------
+
+
+def run(
+    store: Store, work: PageWork, timeouts: tuple[type[BaseException], ...] = ()
+) -> PageResult | None:
+    """Process the page, stopping between steps if its job is cancelled."""
+
+    # claim has just checked the flag; look again at most once a second, so a cancel
+    # lands within a second without a query before every step of every page.
+    checked = [time.monotonic(), False]
+
+    def should_stop() -> bool:
+        if time.monotonic() - checked[0] >= 1.0:
+            with store.read() as s:
+                flag = s.scalar(select(Job.cancel_requested).where(Job.id == work.job_id))
+            checked[:] = [time.monotonic(), bool(flag)]
+        return bool(checked[1])
+
+    try:
+        return process_page(work.input, should_stop=should_stop, timeouts=timeouts)
+    except Cancelled:
+        finish(store, work.job_id, work.page_id, "cancelled")
+        return None
+
+
+def record(store: Store, blobs: BlobStore, work: PageWork, result: PageResult | None) -> bool:
+    """Record a page's result once. Returns False if it was already counted."""
+    if result is None:
+        return False
+    thumb = blobs.put(result.thumbnail) if result.thumbnail else None
+    return finish(
+        store,
+        work.job_id,
+        work.page_id,
+        "completed" if result.ok else "failed",
+        error=result.error,
+        fields={
+            "text": result.text,
+            "confidence": result.confidence,
+            "words": result.words,
+            "chars": result.chars,
+            "engine": result.engine,
+            "language": result.language,
+            "width": result.width,
+            "height": result.height,
+            "timings": result.timings,
+            "extra": result.extra,
+            "thumbnail": thumb,
+        },
+    )
+
+
+def finish(
+    store: Store,
+    job_id: str,
+    page_id: int,
+    state: str,
+    *,
+    error: str | None = None,
+    fields: dict[str, Any] | None = None,
+) -> bool:
+    """Move a job page to a finished state exactly once (idempotent)."""
+    now = utcnow()
+    with store.write() as s:
+        moved = s.execute(
+            update(JobPage)
+            .where(
+                JobPage.job_id == job_id,
+                JobPage.page_id == page_id,
+                JobPage.state.in_(ACTIVE),
+            )
+            .values(state=state, finished_at=now, heartbeat_at=None)
+        ).rowcount
+        if not moved:
+            return False
+        _set_page(s, job_id, page_id, status=state, error=error, finished_at=now, **(fields or {}))
+    return True
+
+
+# -- heartbeats and recovery -----------------------------------------------------------------
+
+
+def beat(store: Store, worker: str, held: Iterable[tuple[str, int]], **info: Any) -> None:
+    """Record that ``worker`` is alive and still holds the pages ``held``."""
+    now = utcnow()
+    held = list(held)
+    with store.write() as s:
+        if held:
+            s.execute(
+                update(JobPage)
+                .where(
+                    tuple_(JobPage.job_id, JobPage.page_id).in_(held),
+                    JobPage.state.in_(ACTIVE),
+                )
+                .values(heartbeat_at=now, worker=worker)
+            )
+        seen = s.execute(
+            update(WorkerBeat).where(WorkerBeat.name == worker).values(heartbeat_at=now, **info)
+        ).rowcount
+    if not seen:
+        try:
+            with store.write() as s:
+                s.add(WorkerBeat(name=worker, started_at=now, heartbeat_at=now, **info))
+        except IntegrityError:  # two processes with one name: either row will do
+            pass
+
+
+def forget_worker(store: Store, worker: str) -> None:
+    """A worker that stops cleanly says goodbye (so `wait()` knows it is gone)."""
+    with store.write() as s:
+        s.execute(WorkerBeat.__table__.delete().where(WorkerBeat.name == worker))
+
+
+def live_workers(store: Store, within: float) -> list[str]:
+    """Names of workers that sent a heartbeat in the last ``within`` seconds."""
+    since = utcnow() - timedelta(seconds=within)
+    with store.read() as s:
+        return list(s.scalars(select(WorkerBeat.name).where(WorkerBeat.heartbeat_at >= since)))
+
+
+def orphan_condition(settings: Settings, now: datetime) -> Any:
+    """Active job pages whose holder stopped sending heartbeats."""
+    stale = _stale(settings, now)
+    return or_(
+        and_(
+            JobPage.state == "processing",
+            func.coalesce(JobPage.heartbeat_at, JobPage.started_at) < stale,
+        ),
+        and_(JobPage.state == "queued", JobPage.heartbeat_at < stale),
+    )
+
+
+def lost_condition(settings: Settings, now: datetime) -> Any:
+    """Queued pages nobody ever held, waiting longer than a heartbeat timeout.
+
+    Only orphans when the broker's queues are empty: their message was lost (a broker
+    that died before writing it to disk, or a client that died between commit and send).
+    """
+    return and_(
+        JobPage.state == "queued",
+        JobPage.heartbeat_at.is_(None),
+        JobPage.queued_at < _stale(settings, now),
+    )
+
+
+def orphans(store: Store, settings: Settings, *, lost: bool = False) -> list[dict[str, Any]]:
+    """Orphaned job pages (and, with ``lost``, never-held queued ones), oldest first."""
+    now = utcnow()
+    cond = orphan_condition(settings, now)
+    if lost:
+        cond = or_(cond, lost_condition(settings, now))
+    with store.read() as s:
+        rows = s.execute(
+            select(
+                JobPage.job_id,
+                JobPage.page_id,
+                JobPage.state,
+                JobPage.attempts,
+                JobPage.worker,
+                JobPage.queued_at,
+                JobPage.started_at,
+                JobPage.heartbeat_at,
+            )
+            .where(cond)
+            .order_by(JobPage.queued_at)
+        ).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def recover(
+    store: Store,
+    app: Celery,
+    settings: Settings,
+    *,
+    lost: Iterable[tuple[str, int]] = (),
+    mine: tuple[str, Iterable[tuple[str, int]]] | None = None,
+) -> list[tuple[str, int]]:
+    """Re-queue orphaned pages at the front of the queue; returns the pairs re-sent.
+
+    ``lost`` names never-held queued pages the caller found lost (see
+    :func:`lost_condition`). ``mine=(worker, held)`` adds pages that ``worker`` marked
+    as its own but no longer holds: its pool lost the process running them, so they need
+    not wait for the heartbeat timeout. A page that used up its attempts is failed with
+    what is known about why. Each row moves in its own conditional UPDATE, so several
+    workers recovering at once re-send every page once.
+    """
+    from .jobs import send
+
+    now = utcnow()
+    lost = set(lost)
+    candidates = orphans(store, settings)
+    if mine is not None:
+        candidates += _dropped(store, settings, *mine)
+    if lost:
+        candidates += [r for r in orphans(store, settings, lost=True) if _key(r) in lost]
+    moved: list[tuple[str, int]] = []
+    failed = 0
+    seen: set[tuple[str, int]] = set()
+    for row in candidates:
+        key = _key(row)
+        if key in seen:
+            continue
+        seen.add(key)
+        this = (JobPage.job_id == row["job_id"]) & (JobPage.page_id == row["page_id"])
+        still = (JobPage.state == row["state"]) & _same(JobPage.heartbeat_at, row["heartbeat_at"])
+        if row["state"] == "processing":
+            still = still & (JobPage.attempts == row["attempts"])
+        note = _lost_note(row, settings, now) if row["state"] == "processing" else None
+        with store.write() as s:
+            if row["state"] == "processing" and row["attempts"] >= settings.max_attempts:
+                error = gave_up_message(row["attempts"], note, settings)
+                ok = s.execute(
+                    update(JobPage)
+                    .where(this, still)
+                    .values(state="failed", finished_at=now, heartbeat_at=None, last_error=note)
+                ).rowcount
+                if ok:
+                    _set_page(s, *key, status="failed", error=error, finished_at=now)
+                    failed += 1
+                continue
+            ok = s.execute(
+                update(JobPage)
+                .where(this, still)
+                .values(
+                    state="queued",
+                    queued_at=now,
+                    heartbeat_at=None,
+                    worker=None,
+                    last_error=note if note else JobPage.last_error,
+                )
+            ).rowcount
+            if ok:
+                _set_page(s, *key, status="queued", worker=None)
+                moved.append(key)
+    by_job: dict[str, list[int]] = {}
+    for job_id, page_id in moved:
+        by_job.setdefault(job_id, []).append(page_id)
+    for job_id, pids in by_job.items():
+        log.warning("re-queueing %d orphaned page(s) of task %s", len(pids), job_id)
+        send(app, job_id, pids, queue=RECOVERY_QUEUE)
+    if failed:
+        log.warning("failed %d page(s) that used up their attempts", failed)
+    return moved
+
+
+def _key(row: dict[str, Any]) -> tuple[str, int]:
+    return row["job_id"], row["page_id"]
+
+
+def _same(column: Any, value: Any) -> Any:
+    return column.is_(None) if value is None else column == value
+
+
+def _dropped(
+    store: Store, settings: Settings, worker: str, held: Iterable[tuple[str, int]]
+) -> list[dict[str, Any]]:
+    """Pages ``worker`` marked as its own that it no longer holds (a pool process died)."""
+    held = set(held)
+    grace = utcnow() - timedelta(seconds=2 * settings.heartbeat_interval)
+    with store.read() as s:
+        rows = s.execute(
+            select(
+                JobPage.job_id,
+                JobPage.page_id,
+                JobPage.state,
+                JobPage.attempts,
+                JobPage.worker,
+                JobPage.queued_at,
+                JobPage.started_at,
+                JobPage.heartbeat_at,
+            ).where(
+                JobPage.worker == worker,
+                JobPage.state.in_(ACTIVE),
+                JobPage.heartbeat_at < grace,
+            )
+        ).all()
+    return [dict(r._mapping) for r in rows if (r.job_id, r.page_id) not in held]
+
+
+def _lost_note(row: dict[str, Any], settings: Settings, now: datetime) -> str:
+    """What is known about a processing page whose worker stopped."""
+    started = row["started_at"] or row["queued_at"]
+    last = row["heartbeat_at"] or started
+    ran = max(0.0, (last - started).total_seconds())
+    who = f"worker {row['worker']}" if row["worker"] else "its worker"
+    if ran + settings.heartbeat_timeout >= settings.page_time_limit:
+        return (
+            f"{who} ran it for {ran:.0f} s and was stopped at the time limit of "
+            f"{settings.page_time_limit} s (PAGEKIT_PAGE_TIME_LIMIT)"
+        )
+    return (
+        f"{who} stopped after {ran:.0f} s without finishing it (its process was killed: "
+        "out of memory, a crash in a library, or stopped by hand)"
+    )
+
+
+class Watchdog(threading.Thread):
+    """A worker's heartbeat and recovery loop, in the worker's main process.
+
+    Every ``heartbeat_interval`` seconds it marks the pages this worker holds (reserved
+    and running), re-queues orphans at the front of the queue, and every few rounds
+    looks for queued pages whose message the broker lost.
+    """
+
+    def __init__(self, app: Celery, settings: Settings, name: str, concurrency: int | None):
+        super().__init__(name="pagekit-watchdog", daemon=True)
+        self.app = app
+        self.settings = settings
+        self.worker = name
+        self.concurrency = concurrency
+        self.store = Store(settings.db_url)
+        self._stop_event = threading.Event()
+        self._suspects: set[tuple[str, int]] = set()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        rounds = 0
+        while not self._stop_event.is_set():
+            try:
+                self.tick(lost_check=rounds % 3 == 0)
+            except Exception:  # a database or broker hiccup: try again next round
+                log.exception("pagekit watchdog round failed")
+            rounds += 1
+            self._stop_event.wait(self.settings.heartbeat_interval)
+        try:
+            forget_worker(self.store, self.worker)
+        except Exception:
+            log.exception("could not unregister worker %s", self.worker)
+
+    def tick(self, *, lost_check: bool = True) -> list[tuple[str, int]]:
+        held = held_pages()
+        beat(self.store, self.worker, held, pid=os.getpid(), concurrency=self.concurrency)
+        lost: set[tuple[str, int]] = set()
+        if lost_check:
+            lost = self._confirmed_lost()
+        return recover(self.store, self.app, self.settings, lost=lost, mine=(self.worker, held))
+
+    def _confirmed_lost(self) -> set[tuple[str, int]]:
+        """Never-held queued pages seen twice in a row while the broker queues were empty."""
+        now = utcnow()
+        with self.store.read() as s:
+            rows = s.execute(
+                select(JobPage.job_id, JobPage.page_id)
+                .where(lost_condition(self.settings, now))
+                .limit(10_000)
+            ).all()
+        suspects = {(r.job_id, r.page_id) for r in rows}
+        if suspects and queue_depth(self.app) > 0:
+            suspects = set()
+        confirmed, self._suspects = suspects & self._suspects, suspects
+        return confirmed
+
+
+def held_pages() -> list[tuple[str, int]]:
+    """(job_id, page_id) of every page task this worker process has reserved or runs."""
+    from celery.worker import state
+
+    for _ in range(5):  # the sets change under us while the worker runs: copy, retry
+        try:
+            requests = list(state.reserved_requests) + list(state.active_requests)
+            break
+        except RuntimeError:
+            time.sleep(0.01)
+    else:
+        return []
+    out = []
+    for req in requests:
+        try:
+            if req.task_name == TASK_PROCESS_PAGE:
+                job_id, page_id = req.args[:2]
+                out.append((str(job_id), int(page_id)))
+        except (TypeError, ValueError, AttributeError):
+            continue
+    return sorted(set(out))
+
+
+def queue_depth(app: Celery) -> int:
+    """Messages waiting (not yet delivered) in pagekit's queues on the broker."""
+    from kombu.exceptions import ChannelError
+
+    total = 0
+    with app.connection_for_read() as conn:
+        for queue in QUEUES:
+            # A channel per queue: on AMQP a failed passive declare closes its channel.
+            with conn.channel() as channel:
+                try:
+                    _, count, _ = channel.queue_declare(queue=queue, passive=True)
+                except ChannelError:  # never declared: nothing was ever queued there
+                    continue
+            total += int(count)
+    return total
