@@ -400,7 +400,7 @@ class Client:
         }
 
     def process_pending(self, project: ProjectRef) -> dict[str, Any]:
-        """"Process All Pending": queue every page that has not been processed yet.
+        """ "Process All Pending": queue every page that has not been processed yet.
 
         Two callers at once (two people pressing the button) never both get a page: the
         pages are claimed in one conditional UPDATE, and the second caller is told which
@@ -571,9 +571,7 @@ class Client:
                     ]
         except Exception as exc:  # the broker is down: only orphans by heartbeat
             log.warning("reconcile: cannot read the broker's queues (%s)", exc)
-        return self._with_broker(
-            lambda: recover(self.store, self.app, self.settings, lost=lost)
-        )
+        return self._with_broker(lambda: recover(self.store, self.app, self.settings, lost=lost))
 
     def wait_for_workers(self, timeout: float = 60.0) -> list[dict[str, Any]]:
         return self._with_broker(lambda: runtime.wait_worker(self.broker_url, timeout))
@@ -605,4 +603,3 @@ def _redact(url: str) -> str:
         scheme, rest = url.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return url
-

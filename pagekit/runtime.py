@@ -7,6 +7,8 @@ stale pid files behind; they are detected (dead pid or no answer) and replaced.
 
 Redis runs with a generated password, bound to loopback, ``appendonly yes`` (queued
 pages survive a restart) and ``maxmemory-policy noeviction`` (never drops a message).
+A restart (``pagekit up`` after Redis died) keeps the password and, unless another
+program took it meanwhile, the port, so clients that stayed open keep working.
 """
 
 from __future__ import annotations
@@ -100,6 +102,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _port_free(port: int) -> bool:
+    """True if Redis can listen on ``127.0.0.1:port`` (SO_REUSEADDR, as Redis binds)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def redis_ping(url: str, timeout: float = 1.0) -> bool:
     import redis
 
@@ -109,9 +122,11 @@ def redis_ping(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def _start_redis(settings: Settings, password: str) -> dict[str, Any]:
+def _start_redis(settings: Settings, password: str, port: int | None = None) -> dict[str, Any]:
+    """Start Redis on ``port`` (the previous run's) if it is free, else on a random one."""
     rdir = settings.runtime_dir
-    port = _free_port()
+    if not (port and _port_free(port)):
+        port = _free_port()
     conf = rdir / "redis.conf"
     conf.write_text(
         "\n".join(
@@ -207,10 +222,13 @@ def ensure(settings: Settings, *, wait_for_worker: bool = False) -> dict[str, An
         state = running(settings)
         if state is None:
             old = read_state(settings) or {}
-            _kill(old.get("worker_pid"))  # a worker without its Redis is useless
+            # A worker without its Redis is useless, and it would only reconnect after a
+            # back-off (if the port stays the same); a fresh one answers within seconds.
+            _kill(old.get("worker_pid"))
+            # Same password and port: clients that stayed open reach the new Redis.
             password = old.get("password") or secrets.token_urlsafe(24)
             state = {"password": password, "home": str(settings.home_abs)}
-            state.update(_start_redis(settings, password))
+            state.update(_start_redis(settings, password, old.get("redis_port")))
             state["worker_pid"] = None
         if not pid_alive(state.get("worker_pid")):
             state["worker_pid"] = _start_worker(settings, state["broker_url"])

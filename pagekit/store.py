@@ -122,9 +122,7 @@ class JobPage(Base):
         Index("ix_job_pages_state", "job_id", "state"),
         Index("ix_job_pages_heartbeat", "state", "heartbeat_at"),
     )
-    job_id: Mapped[str] = mapped_column(
-        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
-    )
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     page_id: Mapped[int] = mapped_column(
         ForeignKey("pages.id", ondelete="CASCADE"), primary_key=True
     )
@@ -445,9 +443,7 @@ class Store:
     def projects(self) -> list[dict[str, Any]]:
         with self.read() as s:
             counts = dict(
-                s.execute(
-                    select(Page.project_id, func.count()).group_by(Page.project_id)
-                ).all()
+                s.execute(select(Page.project_id, func.count()).group_by(Page.project_id)).all()
             )
             return [
                 {

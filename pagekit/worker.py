@@ -134,11 +134,14 @@ def _label(page: Page) -> str:
 def gave_up_message(attempts: int, last_error: str | None, settings: Settings) -> str:
     """Why a page that kept losing its worker is failed, saying only what is known."""
     why = last_error or "the worker process stopped before it finished the page"
-    return (
-        f"gave up after {attempts} attempts: {why}. If a worker was killed for memory, "
-        "give the workers more memory or split the page; if it ran out of time, raise "
-        "PAGEKIT_PAGE_TIME_LIMIT; the worker log says more"
-    )
+    if "time limit" in why:
+        fix = "raise PAGEKIT_PAGE_TIME_LIMIT on the workers, or split the page"
+    else:
+        fix = (
+            "if the system killed it for memory (see `dmesg` or the worker log), give the "
+            "workers more memory or split the page"
+        )
+    return f"gave up after {attempts} attempts: {why}; {fix}"
 
 
 # -- run and finish ------------------------------------------------------------------------
@@ -287,6 +290,19 @@ def lost_condition(settings: Settings, now: datetime) -> Any:
     )
 
 
+# What recovery needs to know about a job page.
+_ROW = (
+    JobPage.job_id,
+    JobPage.page_id,
+    JobPage.state,
+    JobPage.attempts,
+    JobPage.worker,
+    JobPage.queued_at,
+    JobPage.started_at,
+    JobPage.heartbeat_at,
+)
+
+
 def orphans(store: Store, settings: Settings, *, lost: bool = False) -> list[dict[str, Any]]:
     """Orphaned job pages (and, with ``lost``, never-held queued ones), oldest first."""
     now = utcnow()
@@ -294,20 +310,7 @@ def orphans(store: Store, settings: Settings, *, lost: bool = False) -> list[dic
     if lost:
         cond = or_(cond, lost_condition(settings, now))
     with store.read() as s:
-        rows = s.execute(
-            select(
-                JobPage.job_id,
-                JobPage.page_id,
-                JobPage.state,
-                JobPage.attempts,
-                JobPage.worker,
-                JobPage.queued_at,
-                JobPage.started_at,
-                JobPage.heartbeat_at,
-            )
-            .where(cond)
-            .order_by(JobPage.queued_at)
-        ).all()
+        rows = s.execute(select(*_ROW).where(cond).order_by(JobPage.queued_at)).all()
     return [dict(r._mapping) for r in rows]
 
 
@@ -403,16 +406,7 @@ def _dropped(
     grace = utcnow() - timedelta(seconds=2 * settings.heartbeat_interval)
     with store.read() as s:
         rows = s.execute(
-            select(
-                JobPage.job_id,
-                JobPage.page_id,
-                JobPage.state,
-                JobPage.attempts,
-                JobPage.worker,
-                JobPage.queued_at,
-                JobPage.started_at,
-                JobPage.heartbeat_at,
-            ).where(
+            select(*_ROW).where(
                 JobPage.worker == worker,
                 JobPage.state.in_(ACTIVE),
                 JobPage.heartbeat_at < grace,

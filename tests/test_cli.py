@@ -75,7 +75,7 @@ def test_project_add_process_status_export_from_a_terminal(
 def test_doctor_walks_the_troubleshooting_list(client: Client, runtime_home: Path) -> None:
     doctor = run(runtime_home, "pagekit", "doctor")
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
-    for check in ("redis", "workers", "broker url", "database", "ocr", "queue", "stuck pages"):
+    for check in ("redis", "workers", "broker url", "database", "ocr", "queue", "orphaned pages"):
         assert f"ok   {check}:" in doctor.stdout, doctor.stdout
 
 

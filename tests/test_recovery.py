@@ -91,6 +91,26 @@ def test_a_killed_worker_process_page_jumps_the_queue_and_finishes_within_30s(
     assert "stopped after" in (jp.last_error or ""), jp.last_error
 
 
+def test_a_page_that_keeps_killing_its_worker_fails_after_the_attempt_cap(
+    client: Client,
+) -> None:
+    project = new_project(client, ["kill-worker"])
+    [page_id] = add_generated(client, project, 1)
+    job = client.process_page(project, page_id)
+
+    def finished() -> JobPage | None:
+        jp, _ = _row(client, job["task_id"], page_id)
+        return jp if jp.state in ("completed", "failed") else None
+
+    jp = wait_until(finished, timeout=120, step=0.2)
+    page = client.page(page_id)
+    assert jp.state == "failed" and jp.attempts == client.settings.max_attempts
+    assert page["status"] == "failed"
+    assert page["error"].startswith(f"gave up after {client.settings.max_attempts} attempts")
+    assert "stopped after" in page["error"] and "killed" in page["error"], page["error"]
+    assert "time limit of" not in page["error"], "it never ran near the time limit"
+
+
 # -- a runtime of its own: these tests kill its worker and its Redis -------------------------
 
 

@@ -37,3 +37,11 @@ def overtime(page):
     """Sleep 60 s: longer than any small PAGEKIT_PAGE_TIME_LIMIT a test starts workers with."""
     time.sleep(60)
     return {"slept": True}
+
+
+@pagekit.step("kill-worker")
+def kill_worker(page):
+    """SIGKILL the worker process running the page, every time (a page that kills its worker)."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
