@@ -1,7 +1,7 @@
-"""The HTTP API of the seed contract (FastAPI), served by ``pagekit serve``.
+"""The HTTP API of the job contract (FastAPI), served by ``pagekit serve``.
 
 Every route is a thin call into :class:`pagekit.Client`; the JSON shapes of the task
-routes are exactly the seed contract in DESIGN.md. Every route except ``/health`` needs
+routes are exactly the job contract in docs/design.md. Every route except ``/health`` needs
 ``Authorization: Bearer <token>`` (``pagekit token create NAME``). Errors are
 ``{"detail": "..."}``: 401 bad token, 404 unknown project/page/task, 409 conflict
 (already queued, page number taken, project exists), 413/415/422 refused upload
@@ -541,7 +541,7 @@ async def _read_form(request: Request, limit: int) -> tuple[UploadFile, int | No
         raise
 
 
-# -- tasks: the seed contract ---------------------------------------------------------------
+# -- tasks: the job contract ---------------------------------------------------------------
 
 
 @router.post(
@@ -650,7 +650,7 @@ def create_app(client: Client | None = None) -> FastAPI:
         openapi_tags=[
             {"name": "projects"},
             {"name": "pages", "description": "Upload pages and read their results."},
-            {"name": "tasks", "description": "The seed contract: queue, status, cancel."},
+            {"name": "tasks", "description": "The job contract: queue, status, cancel."},
         ],
     )
     app.state.client = client if client is not None else Client()

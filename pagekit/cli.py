@@ -225,7 +225,7 @@ def process(
     ctx: click.Context, project: str, pages_: str | None, all_pending: bool, retry_failed: bool,
     wait_: bool, timeout: float | None,
 ) -> None:  # fmt: skip
-    """Queue PROJECT's pages for processing; prints the seed JSON (task_id ...)."""
+    """Queue PROJECT's pages for processing; prints the job contract JSON (task_id ...)."""
     client = _client(ctx)
     if pages_:
         wanted = set(_parse_numbers(pages_))
@@ -261,7 +261,7 @@ def _print_final(final: dict[str, Any]) -> None:
 
 @main.group()
 def task() -> None:
-    """Status, cancel or wait for a task (prints the seed JSON)."""
+    """Status, cancel or wait for a task (prints the job contract JSON)."""
 
 
 @task.command("status")

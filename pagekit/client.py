@@ -373,7 +373,7 @@ class Client:
         """The stored page itself (an image, or a one-page PDF)."""
         return self.blobs.get(self.store.page(int(page_id)).blob)
 
-    # -- jobs: the seed contract --------------------------------------------------------
+    # -- jobs: the job contract --------------------------------------------------------
 
     def process_page(self, project: ProjectRef, page_id: int) -> dict[str, Any]:
         """Queue one page: ``{"task_id", "status": "queued", "page_id", "page_number"}``."""
@@ -433,7 +433,7 @@ class Client:
         }
 
     def status(self, task_id: str) -> dict[str, Any]:
-        """The seed status: ``current``/``total`` while running, ``result`` when done."""
+        """The job contract status: ``current``/``total`` while running, ``result`` when done."""
         return jobs.status(self.store, task_id)
 
     def cancel(self, task_id: str) -> dict[str, Any]:

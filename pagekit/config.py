@@ -81,9 +81,9 @@ class Settings:
     no_worker_after: float = 30.0
     # Attempts per page (a worker crash counts as one) before it is marked failed.
     max_attempts: int = 3
-    # Seconds between status polls in progress bars (the seed's "every 3 seconds").
+    # Seconds between status polls in progress bars (the web app's "every 3 seconds").
     poll_interval: float = 3.0
-    # HTTP API (`pagekit serve`): loopback by default, the seed's port.
+    # HTTP API (`pagekit serve`): loopback by default, port 8001 as in the original web app.
     api_host: str = "127.0.0.1"
     api_port: int = 8001
     # Voila dashboard (`pagekit dashboard`): loopback by default, Voila's usual port.

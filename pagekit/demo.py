@@ -1,7 +1,7 @@
 """``pagekit demo`` (``make demo``): the main job end to end on the embedded runtime.
 
 Starts the runtime, creates a project from the sample pages shipped with pagekit,
-processes every pending page with a live progress bar, prints a summary and the seed
+processes every pending page with a live progress bar, prints a summary and the job contract
 status JSON, and writes a CSV.
 """
 
@@ -19,7 +19,7 @@ from .client import Client
 
 
 def run(client: Client, csv_path: Path, out: TextIO | None = None) -> dict:
-    """Run the demo on ``client``; returns the final seed status."""
+    """Run the demo on ``client``; returns the final job contract status."""
 
     def say(msg: str = "") -> None:
         click.echo(msg, file=out)
@@ -45,7 +45,7 @@ def run(client: Client, csv_path: Path, out: TextIO | None = None) -> dict:
     )
     say()
     shown = dict(final, result=dict(final["result"], results=f"[{len(df)} pages]"))
-    say("Completed status (seed JSON, results abbreviated):")
+    say("Completed status (job contract JSON, results abbreviated):")
     say(json.dumps(shown, indent=2))
     client.export(project, csv_path)
     say()

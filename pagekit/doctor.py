@@ -1,4 +1,4 @@
-"""``pagekit doctor``: the seed's troubleshooting list, as checks that print their fix."""
+"""``pagekit doctor``: the troubleshooting list, as checks that print their fix."""
 
 from __future__ import annotations
 

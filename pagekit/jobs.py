@@ -172,7 +172,7 @@ def job_state(job: Job, c: dict[str, int]) -> str:
 
 
 def status(store: Store, job_id: str) -> dict[str, Any]:
-    """The seed contract's status: progress while running, results when finished."""
+    """The job contract's status: progress while running, results when finished."""
     job, c = counts(store, job_id)
     state = job_state(job, c)
     if state in ("queued", "processing"):

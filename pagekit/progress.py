@@ -22,7 +22,7 @@ NO_WORKER = "no worker is running: start one with `pagekit up` or `pagekit worke
 
 
 def progress_numbers(status: dict[str, Any]) -> tuple[int, int]:
-    """(finished pages, total pages) of a seed status dict."""
+    """(finished pages, total pages) of a job contract status dict."""
     if "result" in status:
         r = status["result"]
         return r["total"], r["total"]
@@ -30,7 +30,7 @@ def progress_numbers(status: dict[str, Any]) -> tuple[int, int]:
 
 
 def describe(status: dict[str, Any]) -> str:
-    """One line for a seed status: "Processing page 3/10..." and friends."""
+    """One line for a job contract status: "Processing page 3/10..." and friends."""
     current, total = progress_numbers(status)
     state = status["status"]
     if state == "queued":

@@ -2,7 +2,7 @@
 
 Most tests call the app in-process (``TestClient``) on the session's real Redis, workers
 and database; ``test_serve_walks_the_seed_with_curl`` runs ``pagekit serve`` and walks
-the seed's curl steps with real curl.
+the curl walk-through steps with real curl.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def blob_files(client: Client) -> set[Path]:
     return {p for p in root.rglob("*") if p.is_file()} if root.exists() else set()
 
 
-# -- the seed flow ----------------------------------------------------------------------------
+# -- the job contract flow ---------------------------------------------------------------------
 
 
 def test_upload_queue_status_and_result_keep_the_seed_shapes(
@@ -497,7 +497,7 @@ def test_openapi_documents_every_route_schema_and_the_bearer_scheme(api: TestCli
     assert schemas["PageRow"]["properties"]["status"]["enum"] == list(PAGE_STATES)
 
 
-# -- `pagekit serve` and the seed's curl walk-through ----------------------------------------
+# -- `pagekit serve` and the curl walk-through ----------------------------------------
 
 
 def _free_port() -> int:
@@ -521,7 +521,7 @@ def _curl(*args: str, cwd: Path) -> dict[str, Any]:
 
 
 def test_serve_walks_the_seed_with_curl(client: Client, runtime_home: Path, tmp_path: Path) -> None:
-    need(shutil.which("curl") is not None, "curl is needed for the seed walk-through")
+    need(shutil.which("curl") is not None, "curl is needed for the curl walk-through")
     token = tokens.create(client.store, f"curl-{uuid.uuid4().hex[:8]}")
     pid = new_project(client)["project_id"]
     (tmp_path / "page28.jpg").write_bytes(page_jpeg("Page twenty eight of the ledger"))
@@ -550,7 +550,7 @@ def test_serve_walks_the_seed_with_curl(client: Client, runtime_home: Path, tmp_
             time.sleep(0.2)
         auth = f"Authorization: Bearer {token}"
 
-        # 2. Upload pages via API (the seed's command, with our project id).
+        # 2. Upload pages via API (the documented command, with our project id).
         up = _curl(
             "-X", "POST", f"{base}/projects/{pid}/pages",
             "-H", auth,

@@ -1,4 +1,4 @@
-"""Jobs on a real runtime: the seed contract, progress, cancel, crashes, bad input.
+"""Jobs on a real runtime: the job contract, progress, cancel, crashes, bad input.
 
 Every test runs on the session's embedded runtime (private Redis, real Celery worker
 processes, real Tesseract). The ``any_client`` tests run again on PostgreSQL when
@@ -59,7 +59,7 @@ def page_states(client: Client, project: dict) -> dict[int, str]:
     return dict(zip(df.page_id, df.status, strict=True))
 
 
-# -- the seed contract ------------------------------------------------------------------
+# -- the job contract ------------------------------------------------------------------
 
 
 def test_status_shapes_are_exactly_the_seeds(any_client: Client) -> None:

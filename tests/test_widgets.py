@@ -237,7 +237,7 @@ def test_workers_panel_lists_workers_and_queue(client: Client) -> None:
 
 def test_workers_panel_warns_with_the_fix_when_no_worker_answers(client: Client) -> None:
     # The session's Redis, another database number: a broker no worker listens on
-    # (a wrong PAGEKIT_BROKER_URL, the seed's "Tasks stuck in PENDING").
+    # (a wrong PAGEKIT_BROKER_URL, "Tasks stuck in PENDING").
     base, _db = client.broker_url.rsplit("/", 1)
     lonely = Client(
         broker_url=f"{base}/9",

@@ -1,4 +1,4 @@
-"""The seed's "Process All Pending" button, plus "Process selected" and "Retry failed"."""
+"""The "Process All Pending" button, plus "Process selected" and "Retry failed"."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 NO_WORKER = (
     "<div class='pk-warn'><b>⚠ No worker is answering.</b> Queued pages will wait "
-    '(the seed\'s "Tasks stuck in PENDING").<br><b>Fix:</b> start workers with '
+    '("Tasks stuck in PENDING").<br><b>Fix:</b> start workers with '
     "<code>pagekit up</code> (the embedded runtime), or <code>pagekit worker</code> on a host "
     "whose <code>PAGEKIT_BROKER_URL</code> is this dashboard's broker; "
     "<code>pagekit doctor</code> checks Redis, workers and the broker URL.</div>"
