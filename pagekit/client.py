@@ -36,7 +36,7 @@ from .errors import (
     PagekitError,
     RuntimeUnavailable,
 )
-from .store import ACTIVE, Job, JobPage, Page, Project, Store, utcnow
+from .store import ACTIVE, Job, Page, Project, Store
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -554,23 +554,13 @@ class Client:
         Also re-sends queued pages that no worker ever held when the broker's queues are
         empty (their message was lost). Returns the (task_id, page_id) pairs re-sent.
         """
-        from .worker import lost_condition, queue_depth, recover
+        from .worker import lost_pages, recover
 
-        lost: list[tuple[str, int]] = []
         try:
-            if self._with_broker(lambda: queue_depth(self.app)) == 0:
-                with self.store.read() as s:
-                    now = utcnow()
-                    lost = [
-                        (r.job_id, r.page_id)
-                        for r in s.execute(
-                            select(JobPage.job_id, JobPage.page_id).where(
-                                lost_condition(self.settings, now)
-                            )
-                        )
-                    ]
+            lost = self._with_broker(lambda: lost_pages(self.store, self.app, self.settings))
         except Exception as exc:  # the broker is down: only orphans by heartbeat
             log.warning("reconcile: cannot read the broker's queues (%s)", exc)
+            lost = []
         return self._with_broker(lambda: recover(self.store, self.app, self.settings, lost=lost))
 
     def wait_for_workers(self, timeout: float = 60.0) -> list[dict[str, Any]]:

@@ -303,15 +303,21 @@ _ROW = (
 )
 
 
-def orphans(store: Store, settings: Settings, *, lost: bool = False) -> list[dict[str, Any]]:
-    """Orphaned job pages (and, with ``lost``, never-held queued ones), oldest first."""
-    now = utcnow()
-    cond = orphan_condition(settings, now)
-    if lost:
-        cond = or_(cond, lost_condition(settings, now))
+def _rows(store: Store, cond: Any) -> list[dict[str, Any]]:
     with store.read() as s:
         rows = s.execute(select(*_ROW).where(cond).order_by(JobPage.queued_at)).all()
     return [dict(r._mapping) for r in rows]
+
+
+def orphans(store: Store, settings: Settings) -> list[dict[str, Any]]:
+    """Active job pages whose holder stopped sending heartbeats, oldest first."""
+    return _rows(store, orphan_condition(settings, utcnow()))
+
+
+def lost_pages(store: Store, app: Celery, settings: Settings) -> list[dict[str, Any]]:
+    """Queued pages whose message is gone: nobody held them and the broker's queues are empty."""
+    rows = _rows(store, lost_condition(settings, utcnow()))
+    return rows if rows and queue_depth(app) == 0 else []
 
 
 def recover(
@@ -319,27 +325,34 @@ def recover(
     app: Celery,
     settings: Settings,
     *,
-    lost: Iterable[tuple[str, int]] = (),
+    lost: Iterable[dict[str, Any]] = (),
     mine: tuple[str, Iterable[tuple[str, int]]] | None = None,
 ) -> list[tuple[str, int]]:
     """Re-queue orphaned pages at the front of the queue; returns the pairs re-sent.
 
-    ``lost`` names never-held queued pages the caller found lost (see
-    :func:`lost_condition`). ``mine=(worker, held)`` adds pages that ``worker`` marked
-    as its own but no longer holds: its pool lost the process running them, so they need
-    not wait for the heartbeat timeout. A page that used up its attempts is failed with
-    what is known about why. Each row moves in its own conditional UPDATE, so several
-    workers recovering at once re-send every page once.
+    ``lost`` adds rows from :func:`lost_pages`. ``mine=(worker, held)`` adds pages that
+    ``worker`` marked as its own but no longer holds: its pool lost the process running
+    them, so they need not wait for the heartbeat timeout. A page that used up its
+    attempts is failed with what is known about why. Each row moves in its own
+    conditional UPDATE, so several workers recovering at once re-send every page once.
     """
     from .jobs import send
 
     now = utcnow()
-    lost = set(lost)
-    candidates = orphans(store, settings)
+    cond = orphan_condition(settings, now)
+    held: set[tuple[str, int]] = set()
     if mine is not None:
-        candidates += _dropped(store, settings, *mine)
-    if lost:
-        candidates += [r for r in orphans(store, settings, lost=True) if _key(r) in lost]
+        worker, held = mine[0], set(mine[1])
+        grace = now - timedelta(seconds=2 * settings.heartbeat_interval)
+        cond = or_(
+            cond,
+            and_(
+                JobPage.worker == worker,
+                JobPage.state.in_(ACTIVE),
+                JobPage.heartbeat_at < grace,
+            ),
+        )
+    candidates = [r for r in _rows(store, cond) if _key(r) not in held] + list(lost)
     moved: list[tuple[str, int]] = []
     failed = 0
     seen: set[tuple[str, int]] = set()
@@ -398,23 +411,6 @@ def _same(column: Any, value: Any) -> Any:
     return column.is_(None) if value is None else column == value
 
 
-def _dropped(
-    store: Store, settings: Settings, worker: str, held: Iterable[tuple[str, int]]
-) -> list[dict[str, Any]]:
-    """Pages ``worker`` marked as its own that it no longer holds (a pool process died)."""
-    held = set(held)
-    grace = utcnow() - timedelta(seconds=2 * settings.heartbeat_interval)
-    with store.read() as s:
-        rows = s.execute(
-            select(*_ROW).where(
-                JobPage.worker == worker,
-                JobPage.state.in_(ACTIVE),
-                JobPage.heartbeat_at < grace,
-            )
-        ).all()
-    return [dict(r._mapping) for r in rows if (r.job_id, r.page_id) not in held]
-
-
 def _lost_note(row: dict[str, Any], settings: Settings, now: datetime) -> str:
     """What is known about a processing page whose worker stopped."""
     started = row["started_at"] or row["queued_at"]
@@ -470,24 +466,14 @@ class Watchdog(threading.Thread):
     def tick(self, *, lost_check: bool = True) -> list[tuple[str, int]]:
         held = held_pages()
         beat(self.store, self.worker, held, pid=os.getpid(), concurrency=self.concurrency)
-        lost: set[tuple[str, int]] = set()
-        if lost_check:
-            lost = self._confirmed_lost()
+        lost = self._confirmed_lost() if lost_check else []
         return recover(self.store, self.app, self.settings, lost=lost, mine=(self.worker, held))
 
-    def _confirmed_lost(self) -> set[tuple[str, int]]:
-        """Never-held queued pages seen twice in a row while the broker queues were empty."""
-        now = utcnow()
-        with self.store.read() as s:
-            rows = s.execute(
-                select(JobPage.job_id, JobPage.page_id)
-                .where(lost_condition(self.settings, now))
-                .limit(10_000)
-            ).all()
-        suspects = {(r.job_id, r.page_id) for r in rows}
-        if suspects and queue_depth(self.app) > 0:
-            suspects = set()
-        confirmed, self._suspects = suspects & self._suspects, suspects
+    def _confirmed_lost(self) -> list[dict[str, Any]]:
+        """Lost pages seen twice in a row (a message in flight is not taken for lost)."""
+        rows = lost_pages(self.store, self.app, self.settings)
+        confirmed = [r for r in rows if _key(r) in self._suspects]
+        self._suspects = {_key(r) for r in rows}
         return confirmed
 
 

@@ -159,6 +159,15 @@ def _held_pages(client: Client, task_id: str) -> list[int]:
         )
 
 
+def _slow_job_holding_pages(client: Client, pages: int) -> dict:
+    """A job of slow pages, returned once the worker holds at least two of them."""
+    project = new_project(client, ["slow"])
+    add_generated(client, project, pages)
+    job = client.process_pending(project)
+    wait_until(lambda: len(_held_pages(client, job["task_id"])) >= 2, timeout=60)
+    return job
+
+
 def _finish_times(client: Client, task_id: str, page_ids: list[int]) -> list[JobPage]:
     def done() -> list[JobPage] | None:
         rows = [_row(client, task_id, p)[0] for p in page_ids]
@@ -209,11 +218,8 @@ def test_wait_says_no_worker_is_running_instead_of_hanging(own: Client, tmp_path
 def test_worker_main_process_killed_doctor_sees_orphans_and_restart_recovers_them(
     own: Client,
 ) -> None:
-    project = new_project(own, ["slow"])
-    add_generated(own, project, 8)
-    job = own.process_pending(project)
+    job = _slow_job_holding_pages(own, 8)
     task_id = job["task_id"]
-    wait_until(lambda: len(_held_pages(own, task_id)) >= 2, timeout=60)
     _kill_worker_main(own)
     held = _held_pages(own, task_id)
     assert held
@@ -239,11 +245,8 @@ def test_worker_main_process_killed_doctor_sees_orphans_and_restart_recovers_the
 
 
 def test_doctor_fix_requeues_orphans_at_once(own: Client) -> None:
-    project = new_project(own, ["slow"])
-    add_generated(own, project, 6)
-    job = own.process_pending(project)
+    job = _slow_job_holding_pages(own, 6)
     task_id = job["task_id"]
-    wait_until(lambda: len(_held_pages(own, task_id)) >= 2, timeout=60)
     _kill_worker_main(own)
     wait_until(lambda: own.orphans(), timeout=60, step=1)
     fixed = _cli(own, "doctor", "--fix")
@@ -257,11 +260,8 @@ def test_doctor_fix_requeues_orphans_at_once(own: Client) -> None:
 
 
 def test_redis_killed_and_restarted_held_pages_finish_within_30s(own: Client) -> None:
-    project = new_project(own, ["slow"])
-    add_generated(own, project, 8)
-    job = own.process_pending(project)
+    job = _slow_job_holding_pages(own, 8)
     task_id = job["task_id"]
-    wait_until(lambda: len(_held_pages(own, task_id)) >= 2, timeout=60)
     state = runtime.read_state(own.settings)
     os.kill(state["redis_pid"], signal.SIGKILL)
     held = _held_pages(own, task_id)
