@@ -39,8 +39,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from .config import Settings
-from .errors import DatabaseUnavailable, NoSuchPage, NoSuchProject, ProjectExists
+from ..config import Settings
+from ..errors import DatabaseUnavailable, NoSuchPage, NoSuchProject, ProjectExists
 
 log = logging.getLogger(__name__)
 
