@@ -16,7 +16,6 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any, Literal
 
-import click
 from fastapi import (
     APIRouter,
     Depends,
@@ -32,29 +31,24 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+)
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from . import tokens
 from .client import Client
-from .config import Settings
-from .errors import (
-    DatabaseUnavailable,
-    FileTooLarge,
-    IngestError,
-    NoSuchTask,
-    NotFound,
-    NothingToProcess,
-    PagekitError,
-    ProjectExists,
-    RuntimeUnavailable,
-    UnsupportedType,
-)
+from .contract import FINISHED, PAGE_STATES, RUNNING_JOB, PageState
+from .errors import IngestError, NoSuchTask, PagekitError
+from .validate import ID_MAX, NAME_MAX, PRINTABLE, STEP_NAME_MAX
 
-# Ids are SQL INTEGER columns: 32-bit on PostgreSQL, so larger ids cannot exist.
-ID_MAX = 2**31 - 1
 # Multipart framing and the page_number field around the file; the file itself is
 # checked against max_upload_bytes exactly by ingest.
 FORM_OVERHEAD = 64 * 1024
@@ -66,18 +60,27 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0"
 
-_INGEST_STATUS = {FileTooLarge.reason: 413, UnsupportedType.reason: 415}
 
-# The page states of store.PAGE_STATES, spelled out so the OpenAPI document lists them.
-PageState = Literal["pending", "queued", "processing", "completed", "failed", "cancelled"]
+def _literal(states: tuple[PageState, ...] | tuple[Any, ...]) -> Any:
+    """``Literal[...]`` of state values, so the OpenAPI document lists them."""
+    return Literal[tuple(str(state.value) for state in states)]  # type: ignore[misc]
+
+
+PageStateName = _literal(PAGE_STATES)
+RunningState = _literal(RUNNING_JOB)
+FinishedState = _literal(FINISHED)
+QueuedState = _literal((PageState.QUEUED,))
 ProjectId = Annotated[int, PathParam(ge=1, le=ID_MAX, description="A project id.")]
 PageId = Annotated[int, PathParam(ge=1, le=ID_MAX, description="A page id.")]
 TaskId = Annotated[str, PathParam(max_length=64, description="A task id from a queue call.")]
-_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+# The same limits as pagekit.validate (the Client checks them again, typed).
 Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=_PRINTABLE)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX, pattern=PRINTABLE),
 ]
-StepName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_PRINTABLE)]
+StepName = Annotated[
+    str, StringConstraints(min_length=1, max_length=STEP_NAME_MAX, pattern=PRINTABLE)
+]
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -91,15 +94,25 @@ UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 # -- schemas ------------------------------------------------------------------------------
 
 
+def _omit_none(data: Any, key: str) -> Any:
+    """Drop ``key`` when it is None (a wrap serializer: works on every pydantic 2)."""
+    if isinstance(data, dict) and data.get(key) is None:
+        data.pop(key, None)
+    return data
+
+
 class Problem(BaseModel):
     """An error: what went wrong and how to fix it."""
 
     detail: str | list[Any]
     reason: str | None = Field(
         default=None,
-        exclude_if=lambda v: v is None,
         description="Why an upload was refused, e.g. 'too large', 'unsupported type'.",
     )
+
+    @model_serializer(mode="wrap")
+    def _omit_reason(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return _omit_none(handler(self), "reason")
 
 
 class Health(BaseModel):
@@ -137,7 +150,7 @@ class PageRow(BaseModel):
     source: str
     source_index: int
     kind: str
-    status: PageState
+    status: PageStateName
     words: int | None
     chars: int | None
     confidence: float | None
@@ -155,7 +168,7 @@ class PageQuery(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    status: PageState | None = Field(default=None, description="Only pages in this state.")
+    status: PageStateName | None = Field(default=None, description="Only pages in this state.")
     limit: int = Field(default=100, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=ID_MAX)
 
@@ -176,7 +189,7 @@ class PageDetail(BaseModel):
     source_index: int
     kind: str
     mime: str
-    status: PageState
+    status: PageStateName
     text: str | None
     confidence: float | None
     words: int | None
@@ -226,7 +239,7 @@ class Uploaded(BaseModel):
 
 class PageQueued(BaseModel):
     task_id: str
-    status: Literal["queued"]
+    status: QueuedState
     page_id: int
     page_number: int
 
@@ -239,7 +252,7 @@ class BatchIn(BaseModel):
 
 class BatchQueued(BaseModel):
     task_id: str
-    status: Literal["queued"]
+    status: QueuedState
     total_pages: int
     page_ids: list[int]
 
@@ -258,16 +271,19 @@ class JobResult(BaseModel):
     completed: int
     failed: int
     results: list[PageOutcome]
-    cancelled: int | None = Field(
-        default=None, exclude_if=lambda v: v is None, description="Only on cancelled tasks."
-    )
+    cancelled: int | None = Field(default=None, description="Only on cancelled tasks.")
+
+    @model_serializer(mode="wrap")
+    def _omit_cancelled(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # The job contract has no "cancelled" key unless the job was cancelled.
+        return _omit_none(handler(self), "cancelled")
 
 
 class TaskRunning(BaseModel):
     """A task still running: ``current`` of ``total`` pages are finished."""
 
     task_id: str
-    status: Literal["queued", "processing"]
+    status: RunningState
     current: int
     total: int
 
@@ -276,7 +292,7 @@ class TaskDone(BaseModel):
     """A finished task with its per-page results."""
 
     task_id: str
-    status: Literal["completed", "failed", "cancelled"]
+    status: FinishedState
     result: JobResult
 
 
@@ -461,7 +477,7 @@ def _add_page(
     if out["status"] == "rejected":
         reason = out.get("reason")
         body = {"detail": out["error"], **({"reason": reason} if reason else {})}
-        return (_INGEST_STATUS.get(reason, 422) if reason else 409), body
+        return _upload_status(reason), body
     if out["status"] == "added":
         ids, numbers, code = out["page_ids"], out["page_numbers"], 201
     else:
@@ -604,22 +620,20 @@ def _records(df: Any) -> list[dict[str, Any]]:
     return df.astype(object).where(df.notna(), None).to_dict("records")
 
 
-_STATUS = {
-    NotFound: 404,
-    ProjectExists: 409,
-    NothingToProcess: 422,
-    RuntimeUnavailable: 503,
-    DatabaseUnavailable: 503,
-}
+def _upload_status(reason: str | None) -> int:
+    """The HTTP status of a refused upload, from the error type its reason names."""
+    kinds = [IngestError, *_subclasses(IngestError), *_subclasses(PagekitError)]
+    for cls in kinds:
+        if reason is not None and getattr(cls, "reason", None) == reason:
+            return cls.http_status
+    return IngestError.http_status
 
 
-def _error_status(exc: PagekitError) -> int:
-    if isinstance(exc, IngestError):
-        return _INGEST_STATUS.get(exc.reason, 422)
-    for cls, code in _STATUS.items():
-        if isinstance(exc, cls):
-            return code
-    return 409  # what is left on these routes: already queued, page number taken
+def _subclasses(cls: type) -> list[type]:
+    out = []
+    for sub in cls.__subclasses__():
+        out += [sub, *_subclasses(sub)]
+    return out
 
 
 async def _pagekit_error(request: Request, exc: Exception) -> JSONResponse:
@@ -627,7 +641,7 @@ async def _pagekit_error(request: Request, exc: Exception) -> JSONResponse:
     body: dict[str, Any] = {"detail": str(exc)}
     if isinstance(exc, IngestError):
         body["reason"] = exc.reason
-    return JSONResponse(body, status_code=_error_status(exc))
+    return JSONResponse(body, status_code=exc.http_status)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -667,25 +681,3 @@ def create_app(client: Client | None = None) -> FastAPI:
 
 
 # -- `pagekit serve` ----------------------------------------------------------------------
-
-
-@click.command("serve")
-@click.option("--host", default=None, help="Interface (default: $PAGEKIT_API_HOST or 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Port (default: $PAGEKIT_API_PORT or 8001).")
-@click.pass_context
-def serve_command(ctx: click.Context, host: str | None, port: int | None) -> None:
-    """Serve the HTTP API (upload, process, status, cancel) with uvicorn."""
-    import uvicorn
-
-    home = (ctx.find_root().obj or {}).get("home")
-    settings = Settings.from_env(home=home)
-    host = host or settings.api_host
-    port = port or settings.api_port
-    client = Client(settings=settings)
-    app = create_app(client)
-    click.echo(f"pagekit API on http://{host}:{port}  (OpenAPI docs: http://{host}:{port}/docs)")
-    if not tokens.any_active(client.store):
-        click.echo("no API tokens yet: create one with `pagekit token create NAME`")
-    else:
-        click.echo("every route but /health needs `Authorization: Bearer <token>`")
-    uvicorn.run(app, host=host, port=port, log_level="info")

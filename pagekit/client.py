@@ -19,24 +19,30 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kombu.exceptions import OperationalError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
-
-from . import ingest, jobs, runtime
+from . import ingest, jobs, runtime, validate
 from .blobs import BlobStore
-from .celery_app import make_app
-from .config import Settings
+from .broker import make_app
+from .config import Settings, redact
+from .contract import (
+    PAGE_COLUMNS,
+    RETRYABLE,
+    RUNNING_JOB,
+    BatchQueued,
+    CancelReply,
+    PageQueued,
+    PageState,
+    Status,
+)
 from .errors import (
     DatabaseUnavailable,
     IngestError,
-    NoSuchProject,
+    InvalidPageNumber,
     NothingToProcess,
     PagekitError,
     RuntimeUnavailable,
+    UnknownStep,
 )
-from .store import ACTIVE, Job, Page, Project, Store
+from .store import Store
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,24 +51,13 @@ log = logging.getLogger(__name__)
 
 ProjectRef = int | str | dict[str, Any]
 
-PAGE_COLUMNS = [
-    "page_id",
-    "page_number",
-    "source",
-    "source_index",
-    "kind",
-    "status",
-    "words",
-    "chars",
-    "confidence",
-    "engine",
-    "error",
-    "job_id",
-    "worker",
-    "created_at",
-    "started_at",
-    "finished_at",
-]
+
+def _broker_errors() -> tuple[type[BaseException], ...]:
+    """What a lost broker connection raises (imported only once a broker is used)."""
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    return (RuntimeUnavailable, OperationalError, RedisConnectionError, OSError)
 
 
 class Client:
@@ -111,7 +106,7 @@ class Client:
         app = self.app
         try:
             return call()
-        except (RuntimeUnavailable, OperationalError, RedisConnectionError, OSError):
+        except _broker_errors():
             if not self.embedded:
                 raise
             with self._reconnect_lock:
@@ -127,7 +122,7 @@ class Client:
             return call()
 
     def __repr__(self) -> str:
-        where = "embedded runtime" if self.embedded else _redact(self.broker_url)
+        where = "embedded runtime" if self.embedded else redact(self.broker_url)
         return f"<pagekit.Client home={str(self.settings.home_abs)!r} broker={where}>"
 
     def __enter__(self) -> Client:
@@ -147,10 +142,36 @@ class Client:
 
     # -- projects -----------------------------------------------------------------------
 
-    def create_project(self, name: str, steps: list[str] | None = None) -> dict[str, Any]:
-        """Create a project; ``steps`` are custom step names run after OCR on each page."""
+    def create_project(
+        self, name: str, steps: list[str] | None = None, *, check_steps: bool = True
+    ) -> dict[str, Any]:
+        """Create a project; ``steps`` are custom step names run after OCR on each page.
+
+        Each step must be registered here as on the workers (``@pagekit.step`` in a module
+        named by ``PAGEKIT_STEP_MODULES``, or a ``pagekit.steps`` entry point); pass
+        ``check_steps=False`` when the steps exist only on other hosts' workers.
+        """
+        name = validate.project_name(name)
+        steps = self._checked_steps(steps, check_steps)
         p = self.store.create_project(name, steps)
         return {"project_id": p.id, "name": p.name, "steps": list(p.steps or [])}
+
+    def _checked_steps(self, steps: Any, check: bool) -> list[str]:
+        names = validate.step_names(steps)
+        if not names or not check:
+            return names
+        from .processing import import_step_modules, load_entry_points, step_names
+
+        load_entry_points()
+        try:
+            import_step_modules(self.settings.step_modules)
+        except PagekitError as exc:  # importable on the workers only: cannot check here
+            log.warning("not checking step names: %s", exc)
+            return names
+        unknown = [n for n in names if n not in step_names()]
+        if unknown:
+            raise UnknownStep(unknown, step_names())
+        return names
 
     def project(self, project: ProjectRef) -> dict[str, Any]:
         p = self.store.project(project)
@@ -167,8 +188,10 @@ class Client:
         except PagekitError:
             return self.create_project(name, steps)
 
-    def set_steps(self, project: ProjectRef, steps: list[str]) -> None:
-        self.store.set_steps(self.store.project(project).id, steps)
+    def set_steps(self, project: ProjectRef, steps: list[str], *, check_steps: bool = True) -> None:
+        """Replace the project's custom steps (checked as in :meth:`create_project`)."""
+        pid = self.store.project(project).id
+        self.store.set_steps(pid, self._checked_steps(steps, check_steps))
 
     def projects(self) -> pd.DataFrame:
         import pandas as pd
@@ -194,11 +217,16 @@ class Client:
         a multi-page file takes consecutive numbers from it.
         """
         pid = self.store.project(project).id
-        if isinstance(items, (str, Path, bytes, tuple)) or hasattr(items, "read"):
+        if _is_one_item(items):
             items = [items]
         items = list(items)
-        if page_number is not None and len(items) != 1:
-            raise ValueError("page_number is for adding a single file")
+        if page_number is not None:
+            page_number = validate.page_number(page_number)
+            if len(items) != 1:
+                raise InvalidPageNumber(
+                    f"--page-number / page_number is for adding one file; {len(items)} were "
+                    "given: add them without it (they take the next numbers), or one at a time"
+                )
         return [self._add_one(pid, item, page_number) for item in items]
 
     def _add_one(self, project_id: int, item: Any, page_number: int | None) -> dict[str, Any]:
@@ -231,6 +259,8 @@ class Client:
             raise
         except PagekitError as exc:
             out["error"] = str(exc)
+            if getattr(exc, "reason", None):
+                out["reason"] = exc.reason  # type: ignore[attr-defined]
         return out
 
     def _insert_pages(
@@ -248,57 +278,9 @@ class Client:
         reported in ``duplicates`` (page ids) and ``duplicate_of_numbers`` (page numbers).
         """
         keys = [p.sha256 for p in pages]
-        added: list[Page] = []
-        try:
-            with self.store.write() as s:
-                # Adds to one project take turns (SQLite: BEGIN IMMEDIATE already does), so
-                # two uploads of one file cannot both add it, nor take the same numbers.
-                locked = s.scalar(
-                    select(Project.id).where(Project.id == project_id).with_for_update()
-                )
-                if locked is None:
-                    raise NoSuchProject(project_id)
-                existing: dict[str, list[tuple[int, int]]] = {}
-                for blob, pid, number in s.execute(
-                    select(Page.blob, Page.id, Page.page_number)
-                    .where(Page.project_id == project_id, Page.blob.in_(sorted(set(keys))))
-                    .order_by(Page.page_number)
-                ):
-                    existing.setdefault(blob, []).append((pid, number))
-                fresh = [(p, k) for p, k in zip(pages, keys, strict=True) if k not in existing]
-                number = page_number or self.store.next_page_number(s, project_id)
-                if page_number is not None and fresh:
-                    wanted = list(range(number, number + len(fresh)))
-                    taken = list(
-                        s.scalars(
-                            select(Page.page_number).where(
-                                Page.project_id == project_id, Page.page_number.in_(wanted)
-                            )
-                        )
-                    )
-                    if taken:
-                        raise PagekitError(
-                            f"{out['source']}: page number {min(taken)} is already used in "
-                            "this project; choose another page number or leave it out"
-                        )
-                for p, key in fresh:  # bytes first: a committed row always has its blob
-                    self.blobs.put(p.data, key)  # a repeated page's bytes are kept once
-                    page = Page(
-                        project_id=project_id,
-                        page_number=number,
-                        source=p.source,
-                        source_index=p.index,
-                        kind=p.kind,
-                        mime=p.mime,
-                        blob=key,
-                        size=len(p.data),
-                    )
-                    s.add(page)
-                    added.append(page)
-                    number += 1
-                s.flush()
-        except IntegrityError as exc:  # not expected while adds take turns; say what failed
-            raise PagekitError(f"{out['source']}: could not add ({exc.orig})") from exc
+        added, existing = self.store.add_file_pages(
+            project_id, pages, keys, page_number, self.blobs.put, out["source"]
+        )
         # The n-th copy of a page in this file matches the n-th copy in the project (or the
         # last), so adding a file again maps its pages one to one onto the first upload.
         dups: list[tuple[int, int, int]] = []  # (page in the file, page id, page number)
@@ -325,29 +307,30 @@ class Client:
         limit: int | None = None,
         offset: int = 0,
     ) -> pd.DataFrame:
-        """The project's pages, in page order, as a DataFrame (one row per page)."""
+        """The project's pages, in page order, as a DataFrame (one row per page).
+
+        ``status`` is one state or a list (see :class:`pagekit.contract.PageState`); an
+        unknown one raises :class:`pagekit.errors.UnknownStatus`.
+        """
         import pandas as pd
 
+        states = validate.page_states(status)
         pid = self.store.project(project).id
-        q = select(*[getattr(Page, c if c != "page_id" else "id") for c in PAGE_COLUMNS]).where(
-            Page.project_id == pid
-        )
-        if status:
-            q = q.where(Page.status.in_([status] if isinstance(status, str) else status))
-        q = q.order_by(Page.page_number).offset(offset)
-        if limit is not None:
-            q = q.limit(limit)
-        with self.store.read() as s:
-            rows = s.execute(q).all()
-        return pd.DataFrame([tuple(r) for r in rows], columns=PAGE_COLUMNS)
+        rows = self.store.page_table(pid, states, limit=limit, offset=offset)
+        return pd.DataFrame(rows, columns=list(PAGE_COLUMNS))
 
     def count_pages(self, project: ProjectRef, status: str | list[str] | None = None) -> int:
-        pid = self.store.project(project).id
-        q = select(func.count()).select_from(Page).where(Page.project_id == pid)
-        if status:
-            q = q.where(Page.status.in_([status] if isinstance(status, str) else status))
-        with self.store.read() as s:
-            return int(s.scalar(q) or 0)
+        states = validate.page_states(status)
+        return self.store.count_pages(self.store.project(project).id, states)
+
+    def page_ids_for_numbers(self, project: ProjectRef, spec: str) -> list[int]:
+        """Page ids for a selection by page number: ``"1,2,5"``, ``"3-9"`` or both.
+
+        Raises :class:`pagekit.errors.InvalidPageSelection` for a selection that cannot be
+        read or names a page the project does not have.
+        """
+        ranges = validate.page_selection(spec)
+        return self.store.page_ids_by_number(self.store.project(project).id, ranges)
 
     def page(self, page_id: int, project: ProjectRef | None = None) -> dict[str, Any]:
         """One page with its full result (text, timings, custom step output)."""
@@ -375,7 +358,7 @@ class Client:
 
     # -- jobs: the job contract --------------------------------------------------------
 
-    def process_page(self, project: ProjectRef, page_id: int) -> dict[str, Any]:
+    def process_page(self, project: ProjectRef, page_id: int) -> PageQueued:
         """Queue one page: ``{"task_id", "status": "queued", "page_id", "page_number"}``."""
         pid = self.store.project(project).id
         job = self._with_broker(
@@ -383,23 +366,18 @@ class Client:
         )
         return {
             "task_id": job["task_id"],
-            "status": "queued",
+            "status": PageState.QUEUED,
             "page_id": int(page_id),
             "page_number": job["page_number"],
         }
 
-    def process_batch(self, project: ProjectRef, page_ids: list[int]) -> dict[str, Any]:
+    def process_batch(self, project: ProjectRef, page_ids: list[int]) -> BatchQueued:
         """Queue pages: ``{"task_id", "status": "queued", "total_pages", "page_ids"}``."""
         pid = self.store.project(project).id
         job = self._with_broker(lambda: jobs.enqueue(self.store, self.app, pid, page_ids))
-        return {
-            "task_id": job["task_id"],
-            "status": "queued",
-            "total_pages": len(job["page_ids"]),
-            "page_ids": job["page_ids"],
-        }
+        return _batch_queued(job)
 
-    def process_pending(self, project: ProjectRef) -> dict[str, Any]:
+    def process_pending(self, project: ProjectRef) -> BatchQueued:
         """ "Process All Pending": queue every page that has not been processed yet.
 
         Two callers at once (two people pressing the button) never both get a page: the
@@ -407,36 +385,31 @@ class Client:
         task took them.
         """
         p = self.store.project(project)
-        if not self.count_pages(p.id, "pending"):
+        if not self.store.count_pages(p.id, [PageState.PENDING]):
             raise NothingToProcess(
                 f"no pending pages in project {p.name!r}; "
                 "add pages first, or use retry_failed / process_batch to reprocess"
             )
-        return self._batch(p.id, states=("pending",))
+        return self._batch(p.id, states=(PageState.PENDING,))
 
-    def retry_failed(self, project: ProjectRef) -> dict[str, Any]:
+    def retry_failed(self, project: ProjectRef) -> BatchQueued:
         """Queue the project's failed and cancelled pages again."""
         pid = self.store.project(project).id
-        if not self.count_pages(pid, ["failed", "cancelled"]):
+        if not self.store.count_pages(pid, list(RETRYABLE)):
             raise NothingToProcess("no failed or cancelled pages to retry")
-        return self._batch(pid, states=("failed", "cancelled"))
+        return self._batch(pid, states=RETRYABLE)
 
-    def _batch(self, project_id: int, states: tuple[str, ...]) -> dict[str, Any]:
+    def _batch(self, project_id: int, states: tuple[PageState, ...]) -> BatchQueued:
         job = self._with_broker(
             lambda: jobs.enqueue(self.store, self.app, project_id, states=states)
         )
-        return {
-            "task_id": job["task_id"],
-            "status": "queued",
-            "total_pages": len(job["page_ids"]),
-            "page_ids": job["page_ids"],
-        }
+        return _batch_queued(job)
 
-    def status(self, task_id: str) -> dict[str, Any]:
+    def status(self, task_id: str) -> Status:
         """The job contract status: ``current``/``total`` while running, ``result`` when done."""
         return jobs.status(self.store, task_id)
 
-    def cancel(self, task_id: str) -> dict[str, Any]:
+    def cancel(self, task_id: str) -> CancelReply:
         """Cancel a job: queued pages are cancelled now, running ones at their next step."""
         return jobs.cancel(self.store, task_id)
 
@@ -464,13 +437,10 @@ class Client:
 
     def job_ids(self, project: ProjectRef | None = None, *, active: bool = False) -> list[str]:
         """Job ids, newest first; ``active=True`` keeps the unfinished ones (to re-attach)."""
-        q = select(Job.id).order_by(Job.created_at.desc())
-        if project is not None:
-            q = q.where(Job.project_id == self.store.project(project).id)
-        with self.store.read() as s:
-            ids = list(s.scalars(q))
+        pid = self.store.project(project).id if project is not None else None
+        ids = self.store.job_ids(pid)
         if active:
-            ids = [i for i in ids if jobs.job_state(*jobs.counts(self.store, i)) in ACTIVE]
+            ids = [i for i in ids if jobs.job_state(*jobs.counts(self.store, i)) in RUNNING_JOB]
         return ids
 
     # -- results --------------------------------------------------------------------------
@@ -580,16 +550,33 @@ def _duplicates_message(source: str, count: int, dups: list[tuple[int, int, int]
     return f"{source}: identical content is already in this project: {where}; not stored twice"
 
 
+def _batch_queued(job: dict[str, Any]) -> BatchQueued:
+    return {
+        "task_id": job["task_id"],
+        "status": PageState.QUEUED,
+        "total_pages": len(job["page_ids"]),
+        "page_ids": job["page_ids"],
+    }
+
+
+def _is_one_item(items: Any) -> bool:
+    """One file (a path, bytes, a file object or a ``(name, bytes)`` upload), not a list.
+
+    A tuple is an upload only as ``(str, bytes-like)``; ``("a.jpg", "b.jpg")`` is two paths.
+    """
+    if isinstance(items, (str, Path, bytes, bytearray, memoryview)) or hasattr(items, "read"):
+        return True
+    return (
+        isinstance(items, tuple)
+        and len(items) == 2
+        and isinstance(items[0], str)
+        and isinstance(items[1], (bytes, bytearray, memoryview))
+    )
+
+
 def _item_name(item: Any) -> str:
     if isinstance(item, (str, Path)):
         return Path(item).name
     if isinstance(item, tuple) and item:
         return str(item[0])
     return str(getattr(item, "name", "upload"))
-
-
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url

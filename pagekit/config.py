@@ -208,3 +208,11 @@ def _parse(name: str, raw: str) -> Any:
     if name == "step_modules":
         return _split(raw)
     return raw
+
+
+def redact(url: str) -> str:
+    """A URL with its user and password replaced by ``***`` (for messages and logs)."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return url

@@ -1,10 +1,31 @@
-"""Names the job contract shares across processes: queues and tasks (standard library only).
+"""The job contract: the names and JSON shapes every part of pagekit shares.
 
-Workers, clients and the CLI on different hosts must agree on these, so they live in
-one module that imports nothing heavy.
+Notebooks, widgets, the CLI, the HTTP API and workers on other hosts must agree on
+these, so they are declared once, here, with the standard library only (docs/design.md,
+"The job contract"). A state is a ``str`` subclass: it compares equal to, and
+serializes as, its plain value (``PageState.PENDING == "pending"``).
 """
 
 from __future__ import annotations
+
+import sys
+from enum import Enum
+from typing import Any, Literal, TypedDict
+
+if sys.version_info >= (3, 11):
+    from enum import StrEnum
+    from typing import NotRequired
+else:  # pragma: no cover - Python 3.10
+
+    class StrEnum(str, Enum):
+        """``enum.StrEnum`` for Python 3.10: formats and prints as its value."""
+
+        __str__ = str.__str__
+        __format__ = str.__format__
+
+    from typing_extensions import NotRequired
+
+# -- queues and tasks --------------------------------------------------------------------
 
 # Pages queued by a client.
 QUEUE = "pagekit"
@@ -15,3 +36,177 @@ RECOVERY_QUEUE = "pagekit.requeued"
 QUEUES = (QUEUE, RECOVERY_QUEUE)
 
 TASK_PROCESS_PAGE = "pagekit.process_page"
+
+
+# -- states ------------------------------------------------------------------------------
+
+
+class PageState(StrEnum):
+    """Where a page is: ``pending`` until first queued, then queued → processing → final."""
+
+    PENDING = "pending"
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class JobState(StrEnum):
+    """A job's state, derived from its pages' counts (see :func:`pagekit.jobs.job_state`)."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+PAGE_STATES: tuple[PageState, ...] = tuple(PageState)
+JOB_STATES: tuple[JobState, ...] = tuple(JobState)
+# A page in one of these belongs to a running job: it cannot be queued again.
+ACTIVE: tuple[PageState, ...] = (PageState.QUEUED, PageState.PROCESSING)
+# A page's outcome in a job.
+FINISHED: tuple[PageState, ...] = (PageState.COMPLETED, PageState.FAILED, PageState.CANCELLED)
+# What "retry failed" queues again.
+RETRYABLE: tuple[PageState, ...] = (PageState.FAILED, PageState.CANCELLED)
+RUNNING_JOB: tuple[JobState, ...] = (JobState.QUEUED, JobState.PROCESSING)
+
+# A job made by process_page has kind "page"; every other one is a "batch".
+JobKind = Literal["page", "batch"]
+
+
+# -- columns -----------------------------------------------------------------------------
+
+# One row of ``Client.pages()`` / ``GET /projects/{p}/pages`` / ``pagekit pages``.
+PAGE_COLUMNS: tuple[str, ...] = (
+    "page_id",
+    "page_number",
+    "source",
+    "source_index",
+    "kind",
+    "status",
+    "words",
+    "chars",
+    "confidence",
+    "engine",
+    "error",
+    "job_id",
+    "worker",
+    "created_at",
+    "started_at",
+    "finished_at",
+)
+# The columns ``pagekit pages`` prints (a subset of PAGE_COLUMNS).
+PAGE_SUMMARY_COLUMNS: tuple[str, ...] = (
+    "page_id",
+    "page_number",
+    "source",
+    "status",
+    "words",
+    "confidence",
+    "error",
+)
+# One row of ``Client.results()`` and of every export.
+RESULT_COLUMNS: tuple[str, ...] = (
+    "page_id",
+    "page_number",
+    "source",
+    "source_index",
+    "status",
+    "text",
+    "confidence",
+    "words",
+    "chars",
+    "engine",
+    "language",
+    "width",
+    "height",
+    "seconds",
+    "error",
+    "job_id",
+    "worker",
+    "finished_at",
+)
+
+
+# -- response shapes ---------------------------------------------------------------------
+
+
+class PageQueued(TypedDict):
+    """``process_page`` / ``POST /process/{page_id}``."""
+
+    task_id: str
+    status: Literal["queued"]
+    page_id: int
+    page_number: int
+
+
+class BatchQueued(TypedDict):
+    """``process_batch``, ``process_pending``, ``retry_failed`` / ``POST /process-batch``."""
+
+    task_id: str
+    status: Literal["queued"]
+    total_pages: int
+    page_ids: list[int]
+
+
+class PageOutcome(TypedDict):
+    """One page of a finished job's ``result.results``."""
+
+    page_id: int
+    page_number: int
+    status: str
+    words: int | None
+    confidence: float | None
+    error: str | None
+
+
+class JobResult(TypedDict):
+    """A finished job's ``result``; ``cancelled`` is there only when the job was cancelled."""
+
+    total: int
+    completed: int
+    failed: int
+    cancelled: NotRequired[int]
+    results: list[PageOutcome]
+
+
+class StatusRunning(TypedDict):
+    """``status(task_id)`` while the job runs: "Processing page {current}/{total}..."."""
+
+    task_id: str
+    status: Literal["queued", "processing"]
+    current: int
+    total: int
+
+
+class StatusFinished(TypedDict):
+    """``status(task_id)`` once every page is final."""
+
+    task_id: str
+    status: Literal["completed", "failed", "cancelled"]
+    result: JobResult
+
+
+Status = StatusRunning | StatusFinished
+
+
+class CancelRunning(StatusRunning):
+    """``cancel(task_id)`` / ``POST /cancel/{task_id}`` while pages still run."""
+
+    cancelled_pages: int
+
+
+class CancelFinished(StatusFinished):
+    """``cancel(task_id)`` once the job is final (pages cancelled by this call counted)."""
+
+    cancelled_pages: int
+
+
+CancelReply = CancelRunning | CancelFinished
+
+
+def is_finished(status: dict[str, Any]) -> bool:
+    """True when a status shape is final (it carries ``result``)."""
+    return status.get("status") not in RUNNING_JOB

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .config import Settings
+from .config import Settings, redact
+from .contract import TASK_PROCESS_PAGE
 
 
 @dataclass
@@ -20,15 +21,13 @@ class Check:
 def run_checks(settings: Settings, *, fix: bool = False) -> Iterator[Check]:
     """Yield one :class:`Check` per item; later checks are skipped when the broker is down."""
     from . import runtime
-    from .celery_app import broker_from_env, make_app
-    from .client import _redact
+    from .broker import make_app
 
     # 1. Redis / broker reachable ("ConnectionRefusedError: [Errno 111]").
     if settings.broker_url:
         broker = settings.broker_url
     else:
         state = runtime.running(settings)
-        broker = state["broker_url"] if state else broker_from_env(settings)
         if state is None:
             yield Check(
                 "redis",
@@ -37,16 +36,17 @@ def run_checks(settings: Settings, *, fix: bool = False) -> Iterator[Check]:
                 "start it with `pagekit up` (or set PAGEKIT_BROKER_URL to your broker)",
             )
             return
+        broker = state["broker_url"]
     app = make_app(settings, broker)
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=3)
-        yield Check("redis", True, f"broker {_redact(broker)} answers")
+        yield Check("redis", True, f"broker {redact(broker)} answers")
     except Exception as exc:
         yield Check(
             "redis",
             False,
-            f"cannot connect to {_redact(broker)}: {exc}",
+            f"cannot connect to {redact(broker)}: {exc}",
             "make sure the broker runs (`redis-cli ping` should print PONG; `pagekit up` "
             "for the embedded one) and PAGEKIT_BROKER_URL is right",
         )
@@ -98,8 +98,6 @@ def run_checks(settings: Settings, *, fix: bool = False) -> Iterator[Check]:
 
 
 def _check_registered(app: Any) -> Iterator[Check]:
-    from .celery_app import TASK_PROCESS_PAGE
-
     registered = app.control.inspect(timeout=2.0).registered() or {}
     missing = [w for w, tasks in registered.items() if TASK_PROCESS_PAGE not in tasks]
     if missing:
@@ -115,21 +113,16 @@ def _check_registered(app: Any) -> Iterator[Check]:
 
 
 def _check_database(settings: Settings) -> Iterator[Check]:
-    from sqlalchemy import text
-
-    from .client import _redact
     from .store import Store
 
     try:
-        store = Store(settings.db_url)
-        with store.read() as s:
-            s.execute(text("SELECT 1"))
-        yield Check("database", True, f"{_redact(settings.db_url)} reachable")
+        Store(settings.db_url).ping()
+        yield Check("database", True, f"{redact(settings.db_url)} reachable")
     except Exception as exc:
         yield Check(
             "database",
             False,
-            f"{_redact(settings.db_url)}: {exc}",
+            f"{redact(settings.db_url)}: {exc}",
             "check PAGEKIT_DATABASE_URL (PostgreSQL: is the server up, does the database "
             "exist, is psycopg installed: pip install 'pagekit[postgres]')",
         )

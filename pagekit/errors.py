@@ -1,7 +1,9 @@
 """One error tree rooted at :class:`PagekitError`.
 
-Every error says what went wrong and how to fix it. The CLI prints ``str(error)`` on one
-line and exits with ``error.exit_code``.
+Every error says what went wrong and how to fix it. Each entry point maps an error by
+its type: the CLI prints ``str(error)`` on one line and exits with ``error.exit_code``,
+the HTTP API answers ``error.http_status`` with ``{"detail": str(error)}``, the widgets
+show the message.
 """
 
 from __future__ import annotations
@@ -11,18 +13,57 @@ class PagekitError(Exception):
     """Base of every error pagekit raises on purpose."""
 
     exit_code = 1
+    http_status = 409  # the request conflicts with the current state
 
 
 class ConfigError(PagekitError):
     """A setting is missing or malformed."""
 
     exit_code = 2
+    http_status = 500
+
+
+class InvalidInput(PagekitError, ValueError):
+    """An argument a user typed breaks a rule (the same rule in the CLI, API and widgets)."""
+
+    exit_code = 2
+    http_status = 422
+
+
+class InvalidProjectName(InvalidInput):
+    """A project name is empty, too long or has control characters."""
+
+
+class InvalidPageNumber(InvalidInput):
+    """A page number is not a whole number in range, or is given for several files."""
+
+
+class InvalidPageSelection(InvalidInput):
+    """A page selection such as ``1,2,5`` or ``3-9`` cannot be read or names no page."""
+
+
+class UnknownStatus(InvalidInput):
+    """A page state that does not exist (see :class:`pagekit.contract.PageState`)."""
+
+
+class UnknownStep(InvalidInput):
+    """A project names a custom step that no loaded step module or plugin registers."""
+
+    def __init__(self, names: list[str], known: list[str]):
+        self.names = names
+        shown = ", ".join(repr(n) for n in names)
+        super().__init__(
+            f"no processing step named {shown} (known: {', '.join(sorted(known)) or 'none'}); "
+            "register it with @pagekit.step in a module named by PAGEKIT_STEP_MODULES, or a "
+            "pagekit.steps entry point"
+        )
 
 
 class RuntimeUnavailable(PagekitError):
     """The broker or the embedded runtime cannot be reached or started."""
 
     exit_code = 3
+    http_status = 503
 
 
 class WaitTimeout(PagekitError, TimeoutError):
@@ -39,6 +80,7 @@ class DatabaseUnavailable(PagekitError):
     """The database cannot be reached, or another process holds its write lock."""
 
     exit_code = 3
+    http_status = 503
 
     def __init__(self, message: str, *, url: str | None = None):
         self.url = url  # the database URL, password redacted
@@ -49,6 +91,7 @@ class NotFound(PagekitError):
     """Something asked for by id or name does not exist."""
 
     exit_code = 4
+    http_status = 404
 
 
 class NoSuchProject(NotFound):
@@ -90,8 +133,16 @@ class ProjectExists(PagekitError):
 class NothingToProcess(PagekitError):
     """A request to process found no pages to queue."""
 
+    http_status = 422
 
-class AlreadyQueued(PagekitError):
+
+class PageNumberTaken(PagekitError):
+    """A page number asked for is already used in the project."""
+
+    reason = "page number taken"
+
+
+class PageBusy(PagekitError):
     """Pages asked for are queued or processing in another task."""
 
     def __init__(self, page_ids: list[int], task_id: str | None):
@@ -104,10 +155,14 @@ class AlreadyQueued(PagekitError):
         )
 
 
+AlreadyQueued = PageBusy  # the name before 0.2
+
+
 class IngestError(PagekitError):
     """A file or upload was refused; nothing of it was stored."""
 
     exit_code = 5
+    http_status = 422
     reason = "refused"
 
     def __init__(self, source: str, message: str, *, limit: int | None = None):
@@ -126,12 +181,14 @@ class EmptyFile(IngestError):
 class UnsupportedType(IngestError):
     """The bytes are not a supported image or PDF (whatever the file name says)."""
 
+    http_status = 415
     reason = "unsupported type"
 
 
 class FileTooLarge(IngestError):
     """The file is over the upload limit."""
 
+    http_status = 413
     reason = "too large"
 
 

@@ -13,16 +13,24 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from celery import Celery
 from sqlalchemy import func, insert, select, update
 
-from .contract import QUEUE, QUEUES, RECOVERY_QUEUE, TASK_PROCESS_PAGE
-from .errors import AlreadyQueued, NoSuchPage, NoSuchTask, NothingToProcess, RuntimeUnavailable
-from .store import ACTIVE, FINISHED, Job, JobPage, Page, Store, utcnow
+from .contract import (
+    ACTIVE,
+    FINISHED,
+    QUEUE,
+    RUNNING_JOB,
+    TASK_PROCESS_PAGE,
+    JobState,
+    PageState,
+)
+from .errors import NoSuchPage, NoSuchTask, NothingToProcess, PageBusy, RuntimeUnavailable
+from .store import Job, JobPage, Page, Store, utcnow
 
-__all__ = ["QUEUE", "QUEUES", "RECOVERY_QUEUE", "TASK_PROCESS_PAGE"]
+if TYPE_CHECKING:
+    from celery import Celery
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +50,7 @@ def enqueue(
     """Claim pages for a new job and send one task per page. Returns the job row info.
 
     With ``page_ids``, every one of them is claimed or none is (a page already queued
-    or processing raises :class:`AlreadyQueued`). With ``states`` instead, whatever pages
+    or processing raises :class:`PageBusy`). With ``states`` instead, whatever pages
     of the project are in those states at this moment are claimed ("Process All
     Pending"): a concurrent caller gets the rest, which is usually nothing.
     """
@@ -58,20 +66,20 @@ def enqueue(
         if page_ids is not None:
             where += [Page.id.in_(page_ids), Page.status.not_in(ACTIVE)]
         else:
-            where.append(Page.status.in_(list(states or ("pending",))))
+            where.append(Page.status.in_(list(states or (PageState.PENDING,))))
         s.execute(
-            update(Page).where(*where).values(status="queued", job_id=job_id, error=None),
+            update(Page).where(*where).values(status=PageState.QUEUED, job_id=job_id, error=None),
             execution_options={"synchronize_session": False},
         )
         claimed = s.execute(
             select(Page.id, Page.page_number)
-            .where(Page.job_id == job_id, Page.status == "queued")
+            .where(Page.job_id == job_id, Page.status == PageState.QUEUED)
             .order_by(Page.page_number)
         ).all()
         if page_ids is not None and len(claimed) != len(page_ids):
             _refuse(s, project_id, page_ids, {pid for pid, _ in claimed})  # rolls back
         if not claimed:
-            _nothing_left(s, project_id, states or ("pending",))  # rolls back
+            _nothing_left(s, project_id, states or (PageState.PENDING,))  # rolls back
         if page_ids is not None:  # the caller's order
             number = dict(claimed)
             claimed = [(pid, number[pid]) for pid in page_ids]
@@ -91,8 +99,8 @@ def enqueue(
         with store.write() as s:
             s.execute(
                 update(Page)
-                .where(Page.job_id == job_id, Page.status == "queued")
-                .values(status="pending", job_id=None)
+                .where(Page.job_id == job_id, Page.status == PageState.QUEUED)
+                .values(status=PageState.PENDING, job_id=None)
             )
             s.delete(s.get(Job, job_id))
         raise RuntimeUnavailable(
@@ -116,7 +124,7 @@ def _refuse(s: Any, project_id: int, page_ids: list[int], claimed: set[int]) -> 
     if missing:
         raise NoSuchPage(missing[0], project_id)
     busy = [p for p in page_ids if p not in claimed]
-    raise AlreadyQueued(busy, rows[busy[0]])
+    raise PageBusy(busy, rows[busy[0]])
 
 
 def _nothing_left(s: Any, project_id: int, states: Sequence[str]) -> None:
@@ -153,39 +161,39 @@ def counts(store: Store, job_id: str) -> tuple[Job, dict[str, int]]:
             .where(JobPage.job_id == job_id)
             .group_by(JobPage.state)
         ).all()
-    c = {state: 0 for state in ("queued", "processing", *FINISHED)}
+    c = {state: 0 for state in (PageState.QUEUED, PageState.PROCESSING, *FINISHED)}
     c.update(dict(rows))  # type: ignore[arg-type]
     return job, c
 
 
-def job_state(job: Job, c: dict[str, int]) -> str:
-    done = c["completed"] + c["failed"] + c["cancelled"]
+def job_state(job: Job, c: dict[str, int]) -> JobState:
+    done = c[PageState.COMPLETED] + c[PageState.FAILED] + c[PageState.CANCELLED]
     if done >= job.total:
-        if job.cancel_requested or c["cancelled"]:
-            return "cancelled"
-        if c["failed"] == job.total:
-            return "failed"
-        return "completed"
-    if done == 0 and c["processing"] == 0:
-        return "queued"
-    return "processing"
+        if job.cancel_requested or c[PageState.CANCELLED]:
+            return JobState.CANCELLED
+        if c[PageState.FAILED] == job.total:
+            return JobState.FAILED
+        return JobState.COMPLETED
+    if done == 0 and c[PageState.PROCESSING] == 0:
+        return JobState.QUEUED
+    return JobState.PROCESSING
 
 
 def status(store: Store, job_id: str) -> dict[str, Any]:
     """The job contract's status: progress while running, results when finished."""
     job, c = counts(store, job_id)
     state = job_state(job, c)
-    if state in ("queued", "processing"):
-        done = c["completed"] + c["failed"] + c["cancelled"]
+    if state in RUNNING_JOB:
+        done = c[PageState.COMPLETED] + c[PageState.FAILED] + c[PageState.CANCELLED]
         return {"task_id": job_id, "status": state, "current": done, "total": job.total}
     result: dict[str, Any] = {
         "total": job.total,
-        "completed": c["completed"],
-        "failed": c["failed"],
+        PageState.COMPLETED: c[PageState.COMPLETED],
+        PageState.FAILED: c[PageState.FAILED],
         "results": page_results(store, job_id),
     }
-    if state == "cancelled":
-        result["cancelled"] = c["cancelled"]
+    if state == JobState.CANCELLED:
+        result[PageState.CANCELLED] = c[PageState.CANCELLED]
     return {"task_id": job_id, "status": state, "result": result}
 
 
@@ -236,18 +244,22 @@ def cancel(store: Store, job_id: str) -> dict[str, Any]:
             s.flush()
         moved = s.execute(
             update(JobPage)
-            .where(JobPage.job_id == job_id, JobPage.state == "queued")
-            .values(state="cancelled", finished_at=now, heartbeat_at=None),
+            .where(JobPage.job_id == job_id, JobPage.state == PageState.QUEUED)
+            .values(state=PageState.CANCELLED, finished_at=now, heartbeat_at=None),
             execution_options={"synchronize_session": False},
         ).rowcount
         if moved:
             just_cancelled = select(JobPage.page_id).where(
-                JobPage.job_id == job_id, JobPage.state == "cancelled"
+                JobPage.job_id == job_id, JobPage.state == PageState.CANCELLED
             )
             s.execute(
                 update(Page)
-                .where(Page.job_id == job_id, Page.status == "queued", Page.id.in_(just_cancelled))
-                .values(status="cancelled", finished_at=now),
+                .where(
+                    Page.job_id == job_id,
+                    Page.status == PageState.QUEUED,
+                    Page.id.in_(just_cancelled),
+                )
+                .values(status=PageState.CANCELLED, finished_at=now),
                 execution_options={"synchronize_session": False},
             )
     out = status(store, job_id)

@@ -1,42 +1,49 @@
-"""Thin Celery tasks: load the page, call :mod:`pagekit.processing`, record the result."""
+"""The Celery task body: claim the page, run :mod:`pagekit.processing`, record the result.
+
+The function is registered on the worker's app by :mod:`pagekit.celery_app` (the worker
+entry point); clients send it by name (:data:`pagekit.contract.TASK_PROCESS_PAGE`), so
+nothing here builds an app.
+"""
 
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
-from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
 from . import worker
 from .blobs import BlobStore
-from .celery_app import TASK_PROCESS_PAGE, app
 from .config import Settings
+from .contract import TASK_PROCESS_PAGE
 from .errors import DatabaseUnavailable
 from .store import Store
+
+OPTIONS: dict[str, Any] = {
+    "name": TASK_PROCESS_PAGE,
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    # The database briefly unreachable or locked (Store raises DatabaseUnavailable for
+    # those; a raw OperationalError can still come from, say, a PostgreSQL deadlock).
+    "autoretry_for": (DatabaseUnavailable, OperationalError),
+    "retry_backoff": True,
+    "max_retries": 5,
+}
 
 
 @cache
 def _context() -> tuple[Settings, Store, BlobStore]:
+    """Settings, store and blobs, built once per worker process."""
     settings = Settings.from_env()
     return settings, Store(settings.db_url), BlobStore(settings.blob_path)
 
 
-@app.task(
-    name=TASK_PROCESS_PAGE,
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    # The database briefly unreachable or locked (Store raises DatabaseUnavailable for
-    # those; a raw OperationalError can still come from, say, a PostgreSQL deadlock).
-    autoretry_for=(DatabaseUnavailable, OperationalError),
-    retry_backoff=True,
-    max_retries=5,
-)
-def process_page(self: Task, job_id: str, page_id: int) -> None:
+def process_page(task: Any, job_id: str, page_id: int) -> None:
     """Process one page of one job (each page of a batch is its own task)."""
     settings, store, blobs = _context()
-    work = worker.claim(store, blobs, settings, job_id, page_id, self.request.hostname)
+    work = worker.claim(store, blobs, settings, job_id, page_id, task.request.hostname)
     if work is not None:
         result = worker.run(store, work, timeouts=(SoftTimeLimitExceeded,))
         worker.record(store, blobs, work, result)

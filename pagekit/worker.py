@@ -31,9 +31,9 @@ from sqlalchemy.exc import IntegrityError
 
 from .blobs import BlobStore
 from .config import Settings
-from .contract import QUEUES, RECOVERY_QUEUE, TASK_PROCESS_PAGE
+from .contract import ACTIVE, QUEUES, RECOVERY_QUEUE, TASK_PROCESS_PAGE, PageState
 from .processing import Cancelled, PageInput, PageResult, process_page
-from .store import ACTIVE, Job, JobPage, Page, Project, Store, WorkerBeat, utcnow
+from .store import Job, JobPage, Page, Project, Store, WorkerBeat, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -68,20 +68,20 @@ def claim(
             moved = s.execute(
                 update(JobPage)
                 .where(this, JobPage.state.in_(ACTIVE))
-                .values(state="cancelled", finished_at=now, heartbeat_at=None)
+                .values(state=PageState.CANCELLED, finished_at=now, heartbeat_at=None)
             ).rowcount
             if moved:
-                _set_page(s, job_id, page_id, status="cancelled", finished_at=now)
+                _set_page(s, job_id, page_id, status=PageState.CANCELLED, finished_at=now)
             return None
-        claimable = (JobPage.state == "queued") | (
-            (JobPage.state == "processing")
+        claimable = (JobPage.state == PageState.QUEUED) | (
+            (JobPage.state == PageState.PROCESSING)
             & (func.coalesce(JobPage.heartbeat_at, JobPage.started_at) < _stale(settings, now))
         )
         moved = s.execute(
             update(JobPage)
             .where(this, claimable, JobPage.attempts < settings.max_attempts)
             .values(
-                state="processing",
+                state=PageState.PROCESSING,
                 attempts=JobPage.attempts + 1,
                 worker=worker,
                 started_at=now,
@@ -95,14 +95,16 @@ def claim(
             give_up = gave_up_message(jp.attempts, jp.last_error, settings)
         else:
             give_up = None
-            _set_page(s, job_id, page_id, status="processing", started_at=now, worker=worker)
+            _set_page(
+                s, job_id, page_id, status=PageState.PROCESSING, started_at=now, worker=worker
+            )
             page = s.get(Page, page_id)
             assert page is not None
             project = s.get(Project, page.project_id)
             steps = tuple(project.steps or ()) if project else ()
             label, kind, blob = _label(page), page.kind, page.blob
     if give_up is not None:
-        finish(store, job_id, page_id, "failed", error=give_up)
+        finish(store, job_id, page_id, PageState.FAILED, error=give_up)
         return None
     inp = PageInput(
         page_id=page_id,
@@ -166,7 +168,7 @@ def run(
     try:
         return process_page(work.input, should_stop=should_stop, timeouts=timeouts)
     except Cancelled:
-        finish(store, work.job_id, work.page_id, "cancelled")
+        finish(store, work.job_id, work.page_id, PageState.CANCELLED)
         return None
 
 
@@ -179,7 +181,7 @@ def record(store: Store, blobs: BlobStore, work: PageWork, result: PageResult | 
         store,
         work.job_id,
         work.page_id,
-        "completed" if result.ok else "failed",
+        PageState.COMPLETED if result.ok else PageState.FAILED,
         error=result.error,
         fields={
             "text": result.text,
@@ -270,10 +272,10 @@ def orphan_condition(settings: Settings, now: datetime) -> Any:
     stale = _stale(settings, now)
     return or_(
         and_(
-            JobPage.state == "processing",
+            JobPage.state == PageState.PROCESSING,
             func.coalesce(JobPage.heartbeat_at, JobPage.started_at) < stale,
         ),
-        and_(JobPage.state == "queued", JobPage.heartbeat_at < stale),
+        and_(JobPage.state == PageState.QUEUED, JobPage.heartbeat_at < stale),
     )
 
 
@@ -284,7 +286,7 @@ def lost_condition(settings: Settings, now: datetime) -> Any:
     that died before writing it to disk, or a client that died between commit and send).
     """
     return and_(
-        JobPage.state == "queued",
+        JobPage.state == PageState.QUEUED,
         JobPage.heartbeat_at.is_(None),
         JobPage.queued_at < _stale(settings, now),
     )
@@ -363,26 +365,28 @@ def recover(
         seen.add(key)
         this = (JobPage.job_id == row["job_id"]) & (JobPage.page_id == row["page_id"])
         still = (JobPage.state == row["state"]) & _same(JobPage.heartbeat_at, row["heartbeat_at"])
-        if row["state"] == "processing":
+        if row["state"] == PageState.PROCESSING:
             still = still & (JobPage.attempts == row["attempts"])
-        note = _lost_note(row, settings, now) if row["state"] == "processing" else None
+        note = _lost_note(row, settings, now) if row["state"] == PageState.PROCESSING else None
         with store.write() as s:
-            if row["state"] == "processing" and row["attempts"] >= settings.max_attempts:
+            if row["state"] == PageState.PROCESSING and row["attempts"] >= settings.max_attempts:
                 error = gave_up_message(row["attempts"], note, settings)
                 ok = s.execute(
                     update(JobPage)
                     .where(this, still)
-                    .values(state="failed", finished_at=now, heartbeat_at=None, last_error=note)
+                    .values(
+                        state=PageState.FAILED, finished_at=now, heartbeat_at=None, last_error=note
+                    )
                 ).rowcount
                 if ok:
-                    _set_page(s, *key, status="failed", error=error, finished_at=now)
+                    _set_page(s, *key, status=PageState.FAILED, error=error, finished_at=now)
                     failed += 1
                 continue
             ok = s.execute(
                 update(JobPage)
                 .where(this, still)
                 .values(
-                    state="queued",
+                    state=PageState.QUEUED,
                     queued_at=now,
                     heartbeat_at=None,
                     worker=None,
@@ -390,7 +394,7 @@ def recover(
                 )
             ).rowcount
             if ok:
-                _set_page(s, *key, status="queued", worker=None)
+                _set_page(s, *key, status=PageState.QUEUED, worker=None)
                 moved.append(key)
     by_job: dict[str, list[int]] = {}
     for job_id, page_id in moved:

@@ -32,21 +32,28 @@ from sqlalchemy import (
     event,
     func,
     inspect,
+    or_,
     select,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from ..config import Settings
-from ..errors import DatabaseUnavailable, NoSuchPage, NoSuchProject, ProjectExists
+from ..contract import ACTIVE, FINISHED, PAGE_COLUMNS, PAGE_STATES, PageState
+from ..errors import (
+    DatabaseUnavailable,
+    InvalidPageSelection,
+    NoSuchPage,
+    NoSuchProject,
+    PageNumberTaken,
+    ProjectExists,
+)
 
 log = logging.getLogger(__name__)
 
-PAGE_STATES = ("pending", "queued", "processing", "completed", "failed", "cancelled")
-FINISHED = ("completed", "failed", "cancelled")
-ACTIVE = ("queued", "processing")
+__all__ = ["ACTIVE", "FINISHED", "PAGE_STATES", "Store", "migrate", "utcnow"]
 
 
 def utcnow() -> datetime:
@@ -84,7 +91,7 @@ class Page(Base):
     mime: Mapped[str] = mapped_column(String(50))
     blob: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(12), default="pending")
+    status: Mapped[str] = mapped_column(String(12), default=PageState.PENDING.value)
     job_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     text: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -127,7 +134,7 @@ class JobPage(Base):
         ForeignKey("pages.id", ondelete="CASCADE"), primary_key=True
     )
     position: Mapped[int] = mapped_column(Integer, default=0)
-    state: Mapped[str] = mapped_column(String(12), default="queued")
+    state: Mapped[str] = mapped_column(String(12), default=PageState.QUEUED.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
     queued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -412,10 +419,14 @@ class Store:
 
     # -- projects -----------------------------------------------------------------------
 
+    def ping(self) -> str:
+        """Run one query; return the database's dialect name (raises DatabaseUnavailable)."""
+        with self.read() as s:
+            s.execute(select(1))
+        return self._engine().dialect.name
+
     def create_project(self, name: str, steps: list[str] | None = None) -> Project:
-        name = name.strip()
-        if not name:
-            raise ValueError("a project needs a name")
+        """A new project (the name is checked by :func:`pagekit.validate.project_name`)."""
         with self.write() as s:
             if s.scalar(select(Project).where(Project.name == name)) is not None:
                 raise ProjectExists(name)
@@ -482,6 +493,144 @@ class Store:
                     .order_by(Page.page_number)
                 )
             )
+
+    def page_table(
+        self,
+        project_id: int,
+        states: list[PageState] | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[tuple[Any, ...]]:
+        """Rows of :data:`pagekit.contract.PAGE_COLUMNS`, in page order."""
+        columns = [getattr(Page, "id" if c == "page_id" else c) for c in PAGE_COLUMNS]
+        q = select(*columns).where(Page.project_id == project_id)
+        if states:
+            q = q.where(Page.status.in_(states))
+        q = q.order_by(Page.page_number).offset(offset)
+        if limit is not None:
+            q = q.limit(limit)
+        with self.read() as s:
+            return [tuple(r) for r in s.execute(q)]
+
+    def count_pages(self, project_id: int, states: list[PageState] | None = None) -> int:
+        q = select(func.count()).select_from(Page).where(Page.project_id == project_id)
+        if states:
+            q = q.where(Page.status.in_(states))
+        with self.read() as s:
+            return int(s.scalar(q) or 0)
+
+    def page_ids_by_number(self, project_id: int, ranges: list[tuple[int, int]]) -> list[int]:
+        """Page ids for inclusive page-number ranges, in the order asked for.
+
+        A single number must exist; a range takes the pages numbered inside it and must
+        hold at least one. Raises :class:`InvalidPageSelection` naming what is missing.
+        """
+        with self.read() as s:
+            top = s.scalar(select(func.max(Page.page_number)).where(Page.project_id == project_id))
+            if top is None:
+                raise InvalidPageSelection("the project has no pages yet: add pages first")
+            for lo, hi in ranges:
+                if hi > top:
+                    shown = f"{lo}" if lo == hi else f"{lo}-{hi}"
+                    raise InvalidPageSelection(
+                        f"no page {hi} in this project (asked for {shown}); "
+                        f"its highest page number is {top}"
+                    )
+            found: dict[int, int] = {}
+            spans = [Page.page_number.between(lo, hi) for lo, hi in ranges]
+            for chunk in range(0, len(spans), 500):  # bounded statement size
+                part = or_(*spans[chunk : chunk + 500])
+                found.update(
+                    s.execute(
+                        select(Page.page_number, Page.id).where(Page.project_id == project_id, part)
+                    ).all()
+                )
+        out: list[int] = []
+        for lo, hi in ranges:
+            inside = [found[n] for n in sorted(found) if lo <= n <= hi]
+            if not inside:
+                shown = f"page {lo}" if lo == hi else f"pages {lo}-{hi}"
+                raise InvalidPageSelection(f"no {shown} in this project")
+            out.extend(inside)
+        return list(dict.fromkeys(out))
+
+    def job_ids(self, project_id: int | None = None) -> list[str]:
+        """Job ids, newest first."""
+        q = select(Job.id).order_by(Job.created_at.desc())
+        if project_id is not None:
+            q = q.where(Job.project_id == project_id)
+        with self.read() as s:
+            return list(s.scalars(q))
+
+    def add_file_pages(
+        self,
+        project_id: int,
+        pages: list[Any],
+        keys: list[str],
+        page_number: int | None,
+        put_blob: Any,
+        source: str,
+    ) -> tuple[list[Page], dict[str, list[tuple[int, int]]]]:
+        """Store one file's pages in one transaction; return (added rows, existing copies).
+
+        ``pages`` are :class:`pagekit.ingest.IngestedPage`; ``keys`` their sha256.
+        ``existing`` maps a key already in the project to its ``(page id, page number)``
+        copies: those pages are not stored again. ``put_blob(data, key)`` writes bytes
+        before the row that names them, so a committed row always has its blob.
+        """
+        added: list[Page] = []
+        try:
+            with self.write() as s:
+                # Adds to one project take turns (SQLite: BEGIN IMMEDIATE already does), so
+                # two uploads of one file cannot both add it, nor take the same numbers.
+                locked = s.scalar(
+                    select(Project.id).where(Project.id == project_id).with_for_update()
+                )
+                if locked is None:
+                    raise NoSuchProject(project_id)
+                existing: dict[str, list[tuple[int, int]]] = {}
+                for blob, pid, number in s.execute(
+                    select(Page.blob, Page.id, Page.page_number)
+                    .where(Page.project_id == project_id, Page.blob.in_(sorted(set(keys))))
+                    .order_by(Page.page_number)
+                ):
+                    existing.setdefault(blob, []).append((pid, number))
+                fresh = [(p, k) for p, k in zip(pages, keys, strict=True) if k not in existing]
+                number = page_number or self.next_page_number(s, project_id)
+                if page_number is not None and fresh:
+                    wanted = list(range(number, number + len(fresh)))
+                    taken = list(
+                        s.scalars(
+                            select(Page.page_number).where(
+                                Page.project_id == project_id, Page.page_number.in_(wanted)
+                            )
+                        )
+                    )
+                    if taken:
+                        raise PageNumberTaken(
+                            f"{source}: page number {min(taken)} is already used in "
+                            "this project; choose another page number or leave it out"
+                        )
+                for p, key in fresh:
+                    put_blob(p.data, key)  # a repeated page's bytes are kept once
+                    page = Page(
+                        project_id=project_id,
+                        page_number=number,
+                        source=p.source,
+                        source_index=p.index,
+                        kind=p.kind,
+                        mime=p.mime,
+                        blob=key,
+                        size=len(p.data),
+                    )
+                    s.add(page)
+                    added.append(page)
+                    number += 1
+                s.flush()
+        except IntegrityError as exc:  # not expected while adds take turns; say what failed
+            raise PageNumberTaken(f"{source}: could not add ({exc.orig})") from exc
+        return added, existing
 
     def next_page_number(self, session: Session, project_id: int) -> int:
         top = session.scalar(

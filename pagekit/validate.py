@@ -1,0 +1,112 @@
+"""The rules for what users type, in one place (standard library only).
+
+:class:`pagekit.Client` applies them, so the CLI, the HTTP API and the widgets agree on
+every rule and raise the same typed errors (:mod:`pagekit.errors`). The API's schema
+quotes the same limits.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+
+from .contract import PageState
+from .errors import InvalidPageNumber, InvalidPageSelection, InvalidProjectName, UnknownStatus
+
+# Ids and page numbers are SQL INTEGER columns: 32-bit on PostgreSQL.
+ID_MAX = 2**31 - 1
+NAME_MAX = 200
+STEP_NAME_MAX = 100
+# No control characters, and no bidirectional overrides that display a name reversed.
+PRINTABLE = r"^[^\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]+$"
+_PRINTABLE = re.compile(PRINTABLE)
+# Ranges and numbers in one page selection ("1,2,5-9").
+SELECTION_PARTS_MAX = 10_000
+
+
+def project_name(name: object) -> str:
+    """A project name, stripped; 1-200 printable characters."""
+    if not isinstance(name, str):
+        raise InvalidProjectName(f"a project name is text, not {type(name).__name__}")
+    name = unicodedata.normalize("NFC", name.strip())
+    if not name:
+        raise InvalidProjectName("a project needs a name: it is empty or only spaces")
+    if len(name) > NAME_MAX:
+        raise InvalidProjectName(f"a project name has at most {NAME_MAX} characters")
+    if not _PRINTABLE.match(name):
+        raise InvalidProjectName(
+            f"project name {name!r} contains control or text-direction characters; remove them"
+        )
+    return name
+
+
+def step_names(steps: Iterable[object] | None) -> list[str]:
+    """Custom step names as a list (each 1-100 printable characters, no repeats)."""
+    if steps is None:
+        return []
+    if isinstance(steps, str):
+        steps = [s for s in steps.split(",") if s.strip()]
+    out: list[str] = []
+    for step in steps:
+        if not isinstance(step, str) or not step.strip() or len(step) > STEP_NAME_MAX:
+            raise InvalidProjectName(f"a step name has 1 to {STEP_NAME_MAX} characters: {step!r}")
+        if not _PRINTABLE.match(step):
+            raise InvalidProjectName(f"step name {step!r} contains control characters")
+        if step.strip() not in out:
+            out.append(step.strip())
+    return out
+
+
+def page_number(value: object) -> int:
+    """A page number: a whole number from 1 to 2**31-1."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        else:
+            raise InvalidPageNumber(f"a page number is a whole number from 1, not {value!r}")
+    if not 1 <= value <= ID_MAX:
+        raise InvalidPageNumber(f"page number {value} is out of range: use 1 to {ID_MAX}")
+    return value
+
+
+def page_states(status: str | Iterable[str] | None) -> list[PageState] | None:
+    """Page states to filter on, or None for all; an unknown name is an error."""
+    if status is None or status == "":
+        return None
+    names = [status] if isinstance(status, str) else list(status)
+    out = []
+    for name in names:
+        try:
+            out.append(PageState(str(name).strip().lower()))
+        except ValueError:
+            known = ", ".join(PageState)
+            raise UnknownStatus(f"no page status {name!r}; use one of: {known}") from None
+    return out
+
+
+def page_selection(spec: str) -> list[tuple[int, int]]:
+    """Parse ``"1,2,5"`` or ``"3-9"`` into inclusive ``(first, last)`` page-number ranges.
+
+    Nothing is expanded, so ``1-100000000`` costs no more than ``1-10``.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise InvalidPageSelection("no pages given: use numbers and ranges, e.g. 1,2,5 or 3-9")
+    parts = [p.strip() for p in spec.split(",")]
+    if len(parts) > SELECTION_PARTS_MAX:
+        raise InvalidPageSelection(f"at most {SELECTION_PARTS_MAX} numbers or ranges at once")
+    ranges = []
+    for part in parts:
+        first, dash, last = part.partition("-")
+        try:
+            lo = page_number(first)
+            hi = page_number(last) if dash else lo
+        except InvalidPageNumber:
+            raise InvalidPageSelection(
+                f"cannot read {part!r} in {spec!r}: use page numbers from 1 and ranges, "
+                "e.g. 1,2,5 or 3-9"
+            ) from None
+        if hi < lo:
+            raise InvalidPageSelection(f"range {part!r} runs backwards; write {hi}-{lo}")
+        ranges.append((lo, hi))
+    return ranges
