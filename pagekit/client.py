@@ -315,6 +315,7 @@ class Client:
         import pandas as pd
 
         states = validate.page_states(status)
+        limit, offset = validate.paging(limit, offset)
         pid = self.store.project(project).id
         rows = self.store.page_table(pid, states, limit=limit, offset=offset)
         return pd.DataFrame(rows, columns=list(PAGE_COLUMNS))

@@ -12,7 +12,13 @@ import unicodedata
 from collections.abc import Iterable
 
 from .contract import PageState
-from .errors import InvalidPageNumber, InvalidPageSelection, InvalidProjectName, UnknownStatus
+from .errors import (
+    InvalidInput,
+    InvalidPageNumber,
+    InvalidPageSelection,
+    InvalidProjectName,
+    UnknownStatus,
+)
 
 # Ids and page numbers are SQL INTEGER columns: 32-bit on PostgreSQL.
 ID_MAX = 2**31 - 1
@@ -110,3 +116,13 @@ def page_selection(spec: str) -> list[tuple[int, int]]:
             raise InvalidPageSelection(f"range {part!r} runs backwards; write {hi}-{lo}")
         ranges.append((lo, hi))
     return ranges
+
+
+def paging(limit: object, offset: object) -> tuple[int | None, int]:
+    """``limit`` (None: all) and ``offset`` as whole numbers from 0."""
+    for name, value in (("limit", limit), ("offset", offset)):
+        if value is None and name == "limit":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= ID_MAX:
+            raise InvalidInput(f"{name} is a whole number from 0 to {ID_MAX}, not {value!r}")
+    return limit, offset  # type: ignore[return-value]
