@@ -2,26 +2,30 @@
 
 Project summary, status breakdown, throughput over time, confidence distribution, the
 failed pages with their errors, and a per-page table with thumbnails. Nothing is loaded
-from anywhere: the CSS is inline, charts are inline SVG drawn here, thumbnails are
-``data:`` URIs, and a Content-Security-Policy forbids any other source.
+from anywhere: the CSS is inline, charts are inline SVG, thumbnails are ``data:`` URIs,
+and a Content-Security-Policy forbids any other source.
 
-Three ways to the same report:
+The markup is in Jinja2 templates (``pagekit/templates/report/``) rendered with
+autoescape on, so a project name, file name, OCR text or error message is always shown as
+text. Python computes the numbers and the chart geometry; the templates only draw them.
 
-* :func:`write_report` (``pagekit report PROJECT -o report.html``) writes it directly,
-  streaming the page table, so a large project never sits in memory;
+Three ways to the same report, all through :func:`make_report` (``pagekit report``) or
+:func:`write_report`:
+
+* the HTML written directly, streaming the page table, so a large project never sits in
+  memory;
 * ``notebook=True`` (``--notebook``) executes ``notebooks/report.ipynb`` with papermill and
   exports it with nbconvert, without input cells;
 * ``pdf=True`` (``--pdf``) prints the HTML to PDF with headless Chromium.
 
-Aggregates come from SQL over the store (no text is loaded for them); the page table is
-capped at ``max_pages`` rows because a report is read by people: every page is in
-``pagekit export``.
+Aggregates come from SQL over the store (:mod:`pagekit.store.reporting`, no text is
+loaded for them); the page table is capped at ``max_pages`` rows because a report is read
+by people: every page is in ``pagekit export``.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import os
 import shutil
@@ -31,15 +35,17 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import click
-from sqlalchemy import func, select
+from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
+from markupsafe import Markup
 
+from .contract import FINISHED, PAGE_STATES, PageState
 from .errors import PagekitError
-from .store import PAGE_STATES, Job, JobPage, Page, utcnow
+from .store import reporting, utcnow
 
 if TYPE_CHECKING:
     from .client import ProjectRef
@@ -48,19 +54,22 @@ if TYPE_CHECKING:
 MAX_PAGES = 1000
 # Failed pages listed with their errors; a project where more fail has one bigger problem.
 MAX_FAILED = 500
+# Page rows read from the store per round trip while the page table streams.
+PAGE_CHUNK = 200
 # Thumbnails are re-encoded this small for the report (the stored ones are 256 px).
 THUMB_PX = 128
+# Characters of a page's text shown before "more" (the rest folds into <details>).
+EXCERPT = 240
 STATUS_COLORS = {
-    "completed": "#1a7f37",
-    "failed": "#cf222e",
-    "processing": "#0969da",
-    "queued": "#8c959f",
-    "pending": "#d0d7de",
-    "cancelled": "#bc4c00",
+    PageState.COMPLETED: "#1a7f37",
+    PageState.FAILED: "#cf222e",
+    PageState.PROCESSING: "#0969da",
+    PageState.QUEUED: "#8c959f",
+    PageState.PENDING: "#d0d7de",
+    PageState.CANCELLED: "#bc4c00",
 }
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 NOTEBOOK = "report.ipynb"
-_e = html.escape
 
 
 # -- what the report reads ------------------------------------------------------------------
@@ -117,7 +126,7 @@ class ReportData:
 
     @property
     def pages_per_minute(self) -> float | None:
-        done = self.counts["completed"] + self.counts["failed"]
+        done = self.counts[PageState.COMPLETED] + self.counts[PageState.FAILED]
         if not (self.first_start and self.last_finish) or not done:
             return None
         seconds = (self.last_finish - self.first_start).total_seconds()
@@ -135,6 +144,26 @@ def _bucket_size(span: float, most: int = 60) -> int:
     return _BUCKETS[-1] * max(1, int(span / (_BUCKETS[-1] * most)) + 1)
 
 
+def _floor(at: datetime, seconds: int) -> datetime:
+    epoch = datetime(1970, 1, 1)
+    return epoch + timedelta(seconds=int((at - epoch).total_seconds() // seconds) * seconds)
+
+
+def _throughput(store: Any, project_id: int) -> tuple[int, list[tuple[datetime, int, int]]]:
+    """Pages completed and failed per time bucket: (bucket seconds, buckets)."""
+    lo, hi = reporting.finished_span(store, project_id)
+    if lo is None or hi is None:
+        return 1, []
+    size = _bucket_size((hi - lo).total_seconds())
+    origin = _floor(lo, size)
+    n = int((hi - origin).total_seconds() // size) + 1
+    done, bad = [0] * n, [0] * n
+    for at, state in reporting.iter_finished(store, project_id):
+        i = min(n - 1, int((at - origin).total_seconds() // size))
+        (done if state == PageState.COMPLETED else bad)[i] += 1
+    return size, [(origin + timedelta(seconds=i * size), done[i], bad[i]) for i in range(n)]
+
+
 def collect(source: Any, project: ProjectRef) -> ReportData:
     """Aggregate the project for the report: SQL counts, sums and histograms."""
     from .reports import jobs_frame
@@ -142,71 +171,11 @@ def collect(source: Any, project: ProjectRef) -> ReportData:
     proj = source.store.project(project)
     pid = proj.id
     counts = source.store.status_counts(pid)
-    with source.store.read() as s:
-        words, chars, mean_conf = s.execute(
-            select(func.sum(Page.words), func.sum(Page.chars), func.avg(Page.confidence)).where(
-                Page.project_id == pid, Page.status == "completed"
-            )
-        ).one()
-        engines = s.execute(
-            select(Page.engine, func.count())
-            .where(Page.project_id == pid, Page.engine.is_not(None))
-            .group_by(Page.engine)
-            .order_by(func.count().desc())
-        ).all()
-
-        finished = (
-            select(JobPage.finished_at, JobPage.state)
-            .join(Job, Job.id == JobPage.job_id)
-            .where(
-                Job.project_id == pid,
-                JobPage.state.in_(("completed", "failed")),
-                JobPage.finished_at.is_not(None),
-            )
-        )
-        lo, hi = s.execute(
-            select(func.min(JobPage.started_at), func.max(JobPage.finished_at))
-            .join(Job, Job.id == JobPage.job_id)
-            .where(Job.project_id == pid)
-        ).one()
-        sub = finished.subquery()
-        span_lo, span_hi = s.execute(
-            select(func.min(sub.c.finished_at), func.max(sub.c.finished_at))
-        ).one()
-        throughput: list[tuple[datetime, int, int]] = []
-        size = 1
-        if span_lo is not None:
-            size = _bucket_size((span_hi - span_lo).total_seconds())
-            origin = _floor(span_lo, size)
-            n = int((span_hi - origin).total_seconds() // size) + 1
-            done = [0] * n
-            bad = [0] * n
-            for at, state in s.execute(finished).yield_per(5000):
-                i = int((at - origin).total_seconds() // size)
-                (done if state == "completed" else bad)[i] += 1
-            throughput = [
-                (origin + timedelta(seconds=i * size), done[i], bad[i]) for i in range(n)
-            ]
-
-        bins = [0] * 10
-        conf = select(Page.confidence).where(
-            Page.project_id == pid, Page.status == "completed", Page.confidence.is_not(None)
-        )
-        for (c,) in s.execute(conf).yield_per(5000):
-            bins[min(9, max(0, int(c // 10)))] += 1
-        lowest = [
-            {"page_id": i, "page_number": n, "source": src, "confidence": c, "words": w}
-            for i, n, src, c, w in s.execute(
-                select(Page.id, Page.page_number, Page.source, Page.confidence, Page.words)
-                .where(
-                    Page.project_id == pid,
-                    Page.status == "completed",
-                    Page.confidence.is_not(None),
-                )
-                .order_by(Page.confidence, Page.page_number)
-                .limit(10)
-            )
-        ]
+    totals = reporting.totals(source.store, pid)
+    size, throughput = _throughput(source.store, pid)
+    bins = [0] * 10
+    for c in reporting.iter_confidences(source.store, pid):
+        bins[min(9, max(0, int(c // 10)))] += 1
     jobs = jobs_frame(source, pid)
     jobs = jobs.astype(object).where(jobs.notna(), None)
     return ReportData(
@@ -214,27 +183,22 @@ def collect(source: Any, project: ProjectRef) -> ReportData:
         name=proj.name,
         created_at=proj.created_at,
         counts=counts,
-        words=int(words or 0),
-        chars=int(chars or 0),
-        mean_confidence=float(mean_conf) if mean_conf is not None else None,
-        engines=[(str(e), int(n)) for e, n in engines],
+        words=totals.words,
+        chars=totals.chars,
+        mean_confidence=totals.mean_confidence,
+        engines=totals.engines,
         jobs=jobs.to_dict("records"),
-        first_start=lo,
-        last_finish=hi,
+        first_start=totals.first_start,
+        last_finish=totals.last_finish,
         bucket_seconds=size,
         throughput=throughput,
         confidence_bins=bins,
-        no_confidence=counts["completed"] - sum(bins),
-        lowest=lowest,
+        no_confidence=counts[PageState.COMPLETED] - sum(bins),
+        lowest=reporting.lowest_confidence(source.store, pid),
     )
 
 
-def _floor(at: datetime, seconds: int) -> datetime:
-    epoch = datetime(1970, 1, 1)
-    return epoch + timedelta(seconds=int((at - epoch).total_seconds() // seconds) * seconds)
-
-
-# -- formatting -----------------------------------------------------------------------------
+# -- formatting (Jinja filters) -------------------------------------------------------------
 
 
 def _n(value: float | int | None, digits: int = 0) -> str:
@@ -256,14 +220,28 @@ def _duration(seconds: float | None) -> str:
     return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s" if m else f"{s}s"
 
 
-def _status(state: str) -> str:
-    return f'<span class="pk-status pk-s-{_e(state)}">{_e(state)}</span>'
+@cache
+def environment() -> Environment:
+    """The report's Jinja environment: package templates, autoescape on, strict names."""
+    env = Environment(
+        loader=PackageLoader("pagekit", "templates"),
+        autoescape=select_autoescape(("html", "j2", "svg"), default_for_string=True, default=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(num=_n, when=_t, duration=_duration)
+    return env
 
 
-def _thumb(source: Any, key: str | None, alt: str) -> str:
-    """A thumbnail as an ``<img>`` with a data: URI (re-encoded small), or nothing."""
+def _template(name: str) -> Template:
+    return environment().get_template(f"report/{name}.html.j2")
+
+
+def _thumb(source: Any, key: str | None) -> str | None:
+    """A thumbnail as a ``data:`` URI (re-encoded small), or None."""
     if not key:
-        return ""
+        return None
     try:
         from PIL import Image
 
@@ -272,15 +250,68 @@ def _thumb(source: Any, key: str | None, alt: str) -> str:
             buf = io.BytesIO()
             img.convert("RGB").save(buf, "JPEG", quality=70, optimize=True)
     except Exception:  # a missing or unreadable thumbnail must not stop the report
-        return ""
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return f'<img class="pk-thumb" alt="{_e(alt)}" src="data:image/jpeg;base64,{data}">'
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-# -- charts (inline SVG) --------------------------------------------------------------------
+# -- charts: geometry here, drawing in templates/report/macros.html.j2 ------------------------
 
 
-def _columns_svg(
+class Rect(NamedTuple):
+    x: float
+    y: float
+    width: float
+    height: float
+    color: str
+
+
+class Column(NamedTuple):
+    tip: str
+    rects: list[Rect]
+
+
+class GridLine(NamedTuple):
+    y: float
+    text_y: float
+    text: str
+
+
+class Label(NamedTuple):
+    x: float
+    y: float
+    text: str
+
+
+class Columns(NamedTuple):
+    """A stacked column chart, laid out."""
+
+    label: str
+    width: int
+    height: int
+    x1: int
+    x2: int
+    grid: list[GridLine]
+    columns: list[Column]
+    x_labels: list[Label]
+
+
+class BarPart(NamedTuple):
+    x: float
+    width: float
+    color: str
+    tip: str
+
+
+class Bar(NamedTuple):
+    """A horizontal bar split by share."""
+
+    label: str
+    width: int
+    height: int
+    parts: list[BarPart]
+
+
+def columns_chart(
     stacks: list[list[int]],
     colors: list[str],
     tips: list[str],
@@ -289,306 +320,197 @@ def _columns_svg(
     label: str,
     width: int = 860,
     height: int = 220,
-) -> str:
-    """A stacked column chart: one column per entry of ``stacks`` (bottom to top)."""
+) -> Columns:
+    """Lay out a stacked column chart: one column per entry of ``stacks`` (bottom to top)."""
     left, right, top, bottom = 44, 10, 10, 34
     plot_w, plot_h = width - left - right, height - top - bottom
     peak = max((sum(s) for s in stacks), default=0) or 1
     col_w = plot_w / max(1, len(stacks))
     gap = min(2.0, col_w * 0.15)
-    out = [
-        f'<svg class="pk-chart" role="img" aria-label="{_e(label)}" '
-        f'viewBox="0 0 {width} {height}">'
-    ]
+    grid = []
     for frac in (0, 0.5, 1):
         y = top + plot_h * (1 - frac)
         value = peak * frac
         text = _n(value, 1) if value != int(value) else _n(value)
-        out.append(
-            f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" '
-            f'stroke="#d1d9e0" stroke-width="1"/>'
-            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{text}</text>'
-        )
+        grid.append(GridLine(round(y, 1), round(y + 4, 1), text))
+    columns = []
     for i, (stack, tip) in enumerate(zip(stacks, tips, strict=True)):
         x = left + i * col_w + gap / 2
-        y = top + plot_h
-        out.append(f"<g><title>{_e(tip)}</title>")
+        y = float(top + plot_h)
+        rects = []
         for value, color in zip(stack, colors, strict=True):
             if not value:
                 continue
             h = plot_h * value / peak
             y -= h
-            out.append(
-                f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(1.0, col_w - gap):.1f}" '
-                f'height="{h:.1f}" fill="{color}"/>'
-            )
-        out.append("</g>")
-    for i, text in x_labels:
-        x = left + (i + 0.5) * col_w
-        out.append(
-            f'<text x="{x:.1f}" y="{height - bottom + 16}" text-anchor="middle">{_e(text)}</text>'
-        )
-    out.append("</svg>")
-    return "".join(out)
+            rects.append(Rect(round(x, 1), round(y, 1), round(max(1.0, col_w - gap), 1),
+                              round(h, 1), color))  # fmt: skip
+        columns.append(Column(tip, rects))
+    labels = [Label(round(left + (i + 0.5) * col_w, 1), height - bottom + 16, text)
+              for i, text in x_labels]  # fmt: skip
+    return Columns(label, width, height, left, width - right, grid, columns, labels)
 
 
-def _legend(items: list[tuple[str, str]]) -> str:
-    spans = "".join(
-        f'<span><span class="pk-swatch" style="background:{c}"></span>{_e(t)}</span>'
-        for t, c in items
-    )
-    return f'<div class="pk-legend">{spans}</div>'
+# -- sections: the data each template gets ---------------------------------------------------
 
 
-# -- sections -------------------------------------------------------------------------------
-
-
-def header_html(data: ReportData) -> str:
-    return (
-        f"<h1>{_e(data.name)}</h1>"
-        f'<p class="pk-sub">pagekit report · project {data.project_id} · generated '
-        f"{_t(data.generated_at)} UTC · all times UTC</p>"
-    )
-
-
-def summary_html(data: ReportData) -> str:
-    """The numbers a reader wants first, as cards (``data-key`` names each number)."""
+def _summary(data: ReportData) -> dict[str, Any]:
     c = data.counts
+    waiting = (PageState.PENDING, PageState.QUEUED, PageState.PROCESSING)
+
+    def count(state: PageState) -> tuple[str, str, str]:
+        return str(state), str(state), _n(c[state])
+
     cards = [
         ("pages", "pages", _n(data.total)),
-        ("completed", "completed", _n(c["completed"])),
-        ("failed", "failed", _n(c["failed"])),
-        ("waiting", "pending / queued / processing",
-         _n(c["pending"] + c["queued"] + c["processing"])),
-        ("cancelled", "cancelled", _n(c["cancelled"])),
+        count(PageState.COMPLETED),
+        count(PageState.FAILED),
+        ("waiting", " / ".join(waiting), _n(sum(c[s] for s in waiting))),
+        count(PageState.CANCELLED),
         ("words", "words", _n(data.words)),
         ("chars", "characters", _n(data.chars)),
         ("confidence", "mean OCR confidence", _n(data.mean_confidence, 1)),
         ("rate", "pages / minute", _n(data.pages_per_minute, 1)),
-    ]  # fmt: skip
-    body = "".join(
-        f'<div class="pk-card pk-{key}" data-key="{key}"><span class="pk-n">{value}</span>'
-        f'<span class="pk-k">{_e(title)}</span></div>'
-        for key, title, value in cards
+    ]
+    return {"data": data, "cards": cards}
+
+
+def _status(data: ReportData) -> dict[str, Any]:
+    total = data.total or 1
+    rows, parts, x = [], [], 0.0
+    for state in PAGE_STATES:
+        n = data.counts[state]
+        rows.append((str(state), n, 100 * n / total))
+        if n:
+            w = 860 * n / total
+            parts.append(BarPart(round(x, 1), round(w, 1), STATUS_COLORS[state],
+                                 f"{state}: {_n(n)}"))  # fmt: skip
+            x += w
+    return {"status_rows": rows, "status_bar": Bar("pages by status", 860, 24, parts)}
+
+
+def _throughput_view(data: ReportData) -> dict[str, Any]:
+    if not data.throughput:
+        return {"data": data, "throughput": None}
+    size = data.bucket_seconds
+    unit = f"{size} s" if size < 60 else f"{size // 60} min" if size < 3600 else f"{size // 3600} h"
+    fmt = "%H:%M:%S" if size < 60 else "%m-%d %H:%M" if size < 86400 else "%Y-%m-%d"
+    n = len(data.throughput)
+    colors = [STATUS_COLORS[PageState.COMPLETED], STATUS_COLORS[PageState.FAILED]]
+    chart = columns_chart(
+        [[done, bad] for _, done, bad in data.throughput],
+        colors,
+        [f"{_t(at)}: {done} completed, {bad} failed" for at, done, bad in data.throughput],
+        [(i, data.throughput[i][0].strftime(fmt)) for i in sorted({0, n // 2, n - 1})],
+        label=f"pages finished per {unit}",
     )
-    engines = ", ".join(f"{_e(e)} ({_n(n)} pages)" for e, n in data.engines) or "–"
-    return (
-        f'<section id="summary"><div class="pk-cards">{body}</div>'
-        f'<p class="pk-note">Project created {_t(data.created_at)}; processing from '
-        f"{_t(data.first_start)} to {_t(data.last_finish)} in {len(data.jobs)} job(s). "
-        f"Engines: {engines}.</p></section>"
+    return {
+        "data": data,
+        "throughput": {
+            "chart": chart,
+            "legend": [(str(PageState.COMPLETED), colors[0]), (str(PageState.FAILED), colors[1])],
+            "unit": unit,
+            "peak": max(d + b for _, d, b in data.throughput),
+        },
+    }
+
+
+def _confidence(data: ReportData) -> dict[str, Any]:
+    if not sum(data.confidence_bins):
+        return {"data": data, "confidence": None}
+    colors = ["#cf222e"] * 5 + ["#bf8700"] * 2 + ["#1a7f37"] * 3
+    # One colour per bin: each column is a stack whose only non-zero layer is its own.
+    bins = data.confidence_bins
+    chart = columns_chart(
+        [[n if j == i else 0 for j in range(10)] for i, n in enumerate(bins)],
+        colors,
+        [f"{10 * i}-{10 * i + 10}: {n} page(s)" for i, n in enumerate(bins)],
+        [(i, f"{10 * i}-{10 * i + 10}") for i in range(10)],
+        label="pages by mean OCR confidence",
     )
+    return {"data": data, "confidence": chart}
+
+
+def _failed(source: Any, data: ReportData, limit: int) -> dict[str, Any]:
+    count = data.counts[PageState.FAILED]
+    rows = reporting.failed_pages(source.store, data.project_id, limit) if count else []
+    failed = ({**r, "thumb": _thumb(source, r["thumbnail"])} for r in rows)
+    return {"failed_rows": failed, "failed_count": count, "failed_limit": limit}
+
+
+def _jobs(data: ReportData) -> dict[str, Any]:
+    jobs = [
+        {
+            **j,
+            "finished": [j[str(state)] for state in FINISHED],
+            # A one-page job that took milliseconds has no meaningful rate.
+            "rate": j["pages_per_min"] if j["duration_s"] and j["duration_s"] >= 1 else None,
+        }
+        for j in data.jobs
+    ]
+    return {"data": data, "jobs": jobs}
+
+
+def _page_rows(source: Any, data: ReportData, max_pages: int) -> Iterator[dict[str, Any]]:
+    """The page table's rows, read a chunk at a time (keyset pagination)."""
+    last, shown = None, 0
+    while shown < max_pages:
+        rows = reporting.report_rows(
+            source.store, data.project_id, after=last, limit=min(PAGE_CHUNK, max_pages - shown)
+        )
+        if not rows:
+            return
+        for r in rows:
+            idx = r["source_index"]
+            yield {
+                **r,
+                "where": f"{r['source']} (p. {idx + 1})" if idx else r["source"],
+                "seconds": (r["timings"] or {}).get("total"),
+                "thumb": _thumb(source, r["thumbnail"]),
+            }
+        shown += len(rows)
+        last = rows[-1]["page_number"]
+
+
+def _pages(source: Any, data: ReportData, max_pages: int) -> dict[str, Any]:
+    return {"data": data, "pages": _page_rows(source, data, max_pages), "excerpt": EXCERPT}
+
+
+# -- sections as HTML (the notebook displays these one by one) -------------------------------
+
+
+def header_html(data: ReportData) -> str:
+    return _template("header").render(data=data)
+
+
+def summary_html(data: ReportData) -> str:
+    """The numbers a reader wants first, as cards (``data-key`` names each number)."""
+    return _template("summary").render(_summary(data))
 
 
 def status_html(data: ReportData) -> str:
-    total = data.total or 1
-    parts, rows = [], []
-    x = 0.0
-    for state in PAGE_STATES:
-        n = data.counts[state]
-        rows.append(
-            f'<tr data-status="{state}"><td>{_status(state)}</td><td class="pk-num">{_n(n)}</td>'
-            f'<td class="pk-num">{100 * n / total:.1f}%</td></tr>'
-        )
-        if n:
-            w = 860 * n / total
-            parts.append(
-                f'<rect x="{x:.1f}" y="0" width="{w:.1f}" height="24" '
-                f'fill="{STATUS_COLORS[state]}"><title>{state}: {_n(n)}</title></rect>'
-            )
-            x += w
-    bar = (
-        '<svg class="pk-chart" role="img" aria-label="pages by status" viewBox="0 0 860 24">'
-        + "".join(parts)
-        + "</svg>"
-    )
-    return (
-        f'<section id="status"><h2>Status</h2>{bar}'
-        '<table class="pk-table" style="max-width:420px"><tr><th>status</th><th>pages</th>'
-        f'<th>share</th></tr>{"".join(rows)}</table></section>'
-    )
+    return _template("status").render(_status(data))
 
 
 def throughput_html(data: ReportData) -> str:
-    head = '<section id="throughput"><h2>Throughput over time</h2>'
-    if not data.throughput:
-        return head + '<p class="pk-note">No page has finished processing yet.</p></section>'
-    size = data.bucket_seconds
-    unit = f"{size} s" if size < 60 else f"{size // 60} min" if size < 3600 else f"{size // 3600} h"
-    stacks = [[done, bad] for _, done, bad in data.throughput]
-    tips = [
-        f"{_t(at)}: {done} completed, {bad} failed" for at, done, bad in data.throughput
-    ]
-    n = len(data.throughput)
-    fmt = "%H:%M:%S" if size < 60 else "%m-%d %H:%M" if size < 86400 else "%Y-%m-%d"
-    ticks = sorted({0, n // 2, n - 1})
-    labels = [(i, data.throughput[i][0].strftime(fmt)) for i in ticks]
-    svg = _columns_svg(
-        stacks, [STATUS_COLORS["completed"], STATUS_COLORS["failed"]], tips, labels,
-        label=f"pages finished per {unit}",
-    )  # fmt: skip
-    peak = max(d + b for _, d, b in data.throughput)
-    return (
-        head
-        + svg
-        + _legend([("completed", STATUS_COLORS["completed"]), ("failed", STATUS_COLORS["failed"])])
-        + f'<p class="pk-note">Pages finished per {unit} (UTC); peak {_n(peak)} per {unit}, '
-        f"overall {_n(data.pages_per_minute, 1)} pages per minute. Reprocessed pages count "
-        "each time they finish.</p></section>"
-    )
+    return _template("throughput").render(_throughput_view(data))
 
 
 def confidence_html(data: ReportData) -> str:
-    head = '<section id="confidence"><h2>OCR confidence</h2>'
-    scored = sum(data.confidence_bins)
-    note = (
-        f"{_n(data.no_confidence)} completed page(s) have no OCR confidence (text taken from a "
-        "PDF text layer, or no words found)."
-        if data.no_confidence
-        else ""
-    )
-    if not scored:
-        return head + f'<p class="pk-note">No OCR confidence to show. {note}</p></section>'
-    colors = ["#cf222e"] * 5 + ["#bf8700"] * 2 + ["#1a7f37"] * 3
-    tips = [f"{10 * i}-{10 * i + 10}: {n} page(s)" for i, n in enumerate(data.confidence_bins)]
-    labels = [(i, f"{10 * i}-{10 * i + 10}") for i in range(10)]
-    # One colour per bin: each column is a stack whose only non-zero layer is its own.
-    layered = [[n if j == i else 0 for j in range(10)] for i, n in enumerate(data.confidence_bins)]
-    svg = _columns_svg(layered, colors, tips, labels, label="pages by mean OCR confidence")
-    low = "".join(
-        f'<tr><td class="pk-num">{r["page_number"]}</td><td>{_e(r["source"])}</td>'
-        f'<td class="pk-num">{_n(r["confidence"], 1)}</td><td class="pk-num">{_n(r["words"])}</td>'
-        "</tr>"
-        for r in data.lowest
-    )
-    return (
-        head
-        + svg
-        + f'<p class="pk-note">Mean Tesseract word confidence per page, {_n(scored)} page(s); '
-        f"mean {_n(data.mean_confidence, 1)}. {note}</p>"
-        + "<h3>Lowest confidence</h3>"
-        '<table class="pk-table" style="max-width:640px"><tr><th>page</th><th>source</th>'
-        f"<th>confidence</th><th>words</th></tr>{low}</table></section>"
-    )
+    return _template("confidence").render(_confidence(data))
 
 
 def failed_html(source: Any, data: ReportData, limit: int = MAX_FAILED) -> str:
-    head = '<section id="failed"><h2>Failed pages</h2>'
-    n = data.counts["failed"]
-    if not n:
-        return head + '<p class="pk-note">No page failed.</p></section>'
-    with source.store.read() as s:
-        rows = s.execute(
-            select(Page.page_number, Page.source, Page.error, Page.job_id, Page.thumbnail)
-            .where(Page.project_id == data.project_id, Page.status == "failed")
-            .order_by(Page.page_number)
-            .limit(limit)
-        ).all()
-    body = "".join(
-        f'<tr><td class="pk-num">{num}</td><td>{_thumb(source, thumb, f"page {num}")}</td>'
-        f'<td>{_e(src)}</td><td class="pk-error">{_e(err or "")}</td>'
-        f"<td><code>{_e(job or '')}</code></td></tr>"
-        for num, src, err, job, thumb in rows
-    )
-    more = f"The first {_n(limit)} of {_n(n)} failed pages." if n > limit else ""
-    more = f'<p class="pk-note">{more}</p>' if more else ""
-    return (
-        head
-        + f'<p class="pk-note">{_n(n)} page(s) failed. Retry them with '
-        "<code>pagekit process PROJECT --retry-failed</code>.</p>"
-        '<table class="pk-table"><tr><th>page</th><th></th><th>source</th><th>error</th>'
-        f"<th>job</th></tr>{body}</table>{more}</section>"
-    )
-
-
-def _rate(job: dict[str, Any]) -> str:
-    # A one-page job that took milliseconds has no meaningful rate.
-    if not job["duration_s"] or job["duration_s"] < 1:
-        return "–"
-    return _n(job["pages_per_min"], 1)
+    return _template("failed_pages").render(_failed(source, data, limit))
 
 
 def jobs_html(data: ReportData) -> str:
-    if not data.jobs:
-        return ""
-    body = "".join(
-        f"<tr><td><code>{_e(j['task_id'])}</code></td><td>{_e(j['kind'])}</td>"
-        f"<td>{_status(j['status'])}</td><td class=\"pk-num\">{_n(j['total'])}</td>"
-        f"<td class=\"pk-num\">{_n(j['completed'])}</td><td class=\"pk-num\">{_n(j['failed'])}</td>"
-        f"<td class=\"pk-num\">{_n(j['cancelled'])}</td><td>{_t(j['started_at'])}</td>"
-        f"<td class=\"pk-num\">{_duration(j['duration_s'])}</td>"
-        f"<td class=\"pk-num\">{_rate(j)}</td></tr>"
-        for j in data.jobs
-    )
-    return (
-        '<section id="jobs"><h2>Jobs</h2><table class="pk-table"><tr><th>task</th><th>kind</th>'
-        "<th>status</th><th>pages</th><th>completed</th><th>failed</th><th>cancelled</th>"
-        f"<th>started</th><th>duration</th><th>pages/min</th></tr>{body}</table></section>"
-    )
-
-
-_EXCERPT = 240
-
-
-def _text_cell(text: str | None) -> str:
-    if not text:
-        return ""
-    if len(text) <= _EXCERPT:
-        return _e(text)
-    return f"<details><summary>{_e(text[:_EXCERPT])}…</summary>{_e(text[_EXCERPT:])}</details>"
+    return _template("jobs").render(_jobs(data))
 
 
 def iter_pages_html(source: Any, data: ReportData, max_pages: int = MAX_PAGES) -> Iterator[str]:
-    """The per-page table, in pieces (keyset-paginated, a few hundred rows at a time)."""
-    yield (
-        '<section id="pages"><h2>Pages</h2><table class="pk-table"><tr><th>page</th><th></th>'
-        "<th>source</th><th>status</th><th>words</th><th>confidence</th><th>engine</th>"
-        "<th>seconds</th><th>text</th></tr>"
-    )
-    last, shown = None, 0
-    while shown < max_pages:
-        q = (
-            select(
-                Page.page_number, Page.source, Page.source_index, Page.status, Page.words,
-                Page.confidence, Page.engine, Page.timings, Page.text, Page.error,
-                Page.thumbnail,
-            )  # fmt: skip
-            .where(Page.project_id == data.project_id)
-            .order_by(Page.page_number)
-            .limit(min(200, max_pages - shown))
-        )
-        if last is not None:
-            q = q.where(Page.page_number > last)
-        with source.store.read() as s:
-            rows = s.execute(q).all()
-        if not rows:
-            break
-        out = []
-        for num, src, idx, status, words, conf, engine, timings, text, err, thumb in rows:
-            where = f"{src} (p. {idx + 1})" if idx else src
-            seconds = (timings or {}).get("total")
-            text_cell = (
-                f'<span class="pk-error">{_e(err)}</span>' if err else _text_cell(text)
-            )
-            out.append(
-                f'<tr data-page="{num}"><td class="pk-num">{num}</td>'
-                f"<td>{_thumb(source, thumb, f'page {num}')}</td><td>{_e(where)}</td>"
-                f'<td>{_status(status)}</td><td class="pk-num">{_n(words)}</td>'
-                f'<td class="pk-num">{_n(conf, 1)}</td><td>{_e(engine or "")}</td>'
-                f'<td class="pk-num">{_n(seconds, 2)}</td>'
-                f'<td class="pk-text">{text_cell}</td></tr>'
-            )
-        yield "".join(out)
-        shown += len(rows)
-        last = rows[-1][0]
-    yield "</table>"
-    if data.total > shown:
-        yield (
-            f'<p class="pk-note">The first {_n(shown)} of {_n(data.total)} pages. Every page, '
-            "with its full text, is in <code>pagekit export</code> (CSV, Excel, Parquet, "
-            "JSONL, zip of text files).</p>"
-        )
-    yield "</section>"
+    """The per-page table, in pieces, as the rows are read."""
+    return _template("pages").generate(_pages(source, data, max_pages))
 
 
 def css() -> str:
@@ -596,28 +518,53 @@ def css() -> str:
 
 
 def iter_html(source: Any, project: ProjectRef, *, max_pages: int = MAX_PAGES) -> Iterator[str]:
-    """The whole report document, in pieces."""
+    """The whole report document, in pieces (the page table streams)."""
     from . import __version__
 
     data = collect(source, project)
-    yield (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(data.name)} · pagekit report</title><style>{css()}</style></head><body>"
-    )
-    yield header_html(data)
-    yield summary_html(data)
-    yield status_html(data)
-    yield throughput_html(data)
-    yield confidence_html(data)
-    yield failed_html(source, data)
-    yield jobs_html(data)
-    yield from iter_pages_html(source, data, max_pages)
-    yield f"<footer>Made with pagekit {_e(__version__)}.</footer></body></html>\n"
+    context = {
+        "data": data,
+        "csp": CSP,
+        "css": Markup(css()),  # the packaged stylesheet: ours, not data
+        "version": __version__,
+        **_summary(data),
+        **_status(data),
+        **_throughput_view(data),
+        **_confidence(data),
+        **_failed(source, data, MAX_FAILED),
+        **_jobs(data),
+        **_pages(source, data, max_pages),
+    }
+    return _template("document").generate(context)
 
 
 # -- writing it -----------------------------------------------------------------------------
+
+
+def make_report(
+    client: Any,
+    project: ProjectRef,
+    *,
+    output: Path | None = None,
+    notebook: bool = False,
+    pdf: bool = False,
+    max_pages: int = MAX_PAGES,
+) -> list[Path]:
+    """What ``pagekit report`` does; returns every file written (the HTML, then the PDF).
+
+    ``output`` defaults to ``<project>-report.html`` in the working directory; a ``.pdf``
+    name writes a PDF only.
+    """
+    if max_pages < 0:
+        raise PagekitError(f"max_pages must be 0 or more, not {max_pages}")
+    if output is None:
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in str(project))
+        output = Path(f"{safe}-report.html")
+    written = write_report(client, project, output, notebook=notebook, pdf=pdf,
+                           max_pages=max_pages)  # fmt: skip
+    if written.suffix == ".pdf" and output.suffix.lower() != ".pdf":
+        return [output, written]
+    return [written]
 
 
 def write_report(
@@ -648,8 +595,7 @@ def write_report(
                 _notebook_html(client, project, part, max_pages=max_pages)
             else:
                 with part.open("w", encoding="utf-8") as fh:
-                    for piece in iter_html(client, project, max_pages=max_pages):
-                        fh.write(piece)
+                    fh.writelines(iter_html(client, project, max_pages=max_pages))
             part.replace(html_path)
         finally:
             part.unlink(missing_ok=True)
@@ -708,9 +654,7 @@ def _notebook_html(client: Any, project: ProjectRef, out: Path, *, max_pages: in
         exclude_output_prompt=True,
         embed_images=True,
     )
-    body, _ = exporter.from_notebook_node(
-        nb, resources={"pagekit_css": css(), "pagekit_csp": CSP}
-    )
+    body, _ = exporter.from_notebook_node(nb, resources={"pagekit_css": css(), "pagekit_csp": CSP})
     out.write_text(body, encoding="utf-8")
 
 
@@ -784,38 +728,3 @@ def print_pdf(html_path: Path, pdf_path: Path, *, timeout: float = 180) -> Path:
         raise PagekitError(f"Chromium could not print the report: {' '.join(tail)}")
     part.replace(pdf_path)
     return pdf_path
-
-
-# -- the command ----------------------------------------------------------------------------
-
-
-@click.command("report")
-@click.argument("project")
-@click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-    help="Where to write it (default: <project>-report.html; a .pdf name writes a PDF only).",
-)  # fmt: skip
-@click.option("--notebook", is_flag=True, help="Build it by executing notebooks/report.ipynb.")
-@click.option("--pdf", is_flag=True, help="Also print it to PDF (needs headless Chromium).")
-@click.option(
-    "--max-pages", type=int, default=MAX_PAGES, show_default=True,
-    help="Rows in the per-page table (every page is in `pagekit export`).",
-)  # fmt: skip
-@click.pass_context
-def report_command(
-    ctx: click.Context, project: str, output: Path | None, notebook: bool, pdf: bool,
-    max_pages: int,
-) -> None:  # fmt: skip
-    """Write PROJECT's report: one self-contained HTML file (optionally a PDF too)."""
-    from .cli import _client
-
-    client = _client(ctx)
-    if output is None:
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in project)
-        output = Path(f"{safe}-report.html")
-    written = write_report(
-        client, project, output, notebook=notebook, pdf=pdf, max_pages=max_pages
-    )
-    if written.suffix == ".pdf" and output.suffix.lower() != ".pdf":
-        click.echo(f"wrote {output}")
-    click.echo(f"wrote {written}")

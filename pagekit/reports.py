@@ -14,68 +14,32 @@ import re
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
-
+from .contract import FINISHED, RESULT_COLUMNS, RUNNING_JOB, PageState
 from .errors import PagekitError
-from .store import Job, JobPage, Page
+from .store import reporting
+from .store.reporting import result_row as page_row
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from .client import Client, ProjectRef
 
-RESULT_COLUMNS = [
-    "page_id",
-    "page_number",
-    "source",
-    "source_index",
-    "status",
-    "text",
-    "confidence",
-    "words",
-    "chars",
-    "engine",
-    "language",
-    "width",
-    "height",
-    "seconds",
-    "error",
-    "job_id",
-    "worker",
-    "finished_at",
-]
+__all__ = ["RESULT_COLUMNS", "JOB_COLUMNS", "FORMATS", "export", "iter_results",
+           "jobs_frame", "page_row", "results_frame"]  # fmt: skip
+
+# One row of ``Client.jobs()`` and of the ``jobs`` sheet of the Excel export.
+JOB_COLUMNS: tuple[str, ...] = (
+    "task_id", "project_id", "kind", "status", "total", *map(str, FINISHED),
+    "created_at", "started_at", "finished_at", "duration_s", "pages_per_min",
+)  # fmt: skip
+# Pages read from the store per round trip by every export.
 CHUNK = 500
-
-
-def page_row(p: Page) -> dict[str, Any]:
-    """One page's result as a flat dict (the export columns)."""
-    timings = p.timings or {}
-    return {
-        "page_id": p.id,
-        "page_number": p.page_number,
-        "source": p.source,
-        "source_index": p.source_index,
-        "status": p.status,
-        "text": p.text,
-        "confidence": p.confidence,
-        "words": p.words,
-        "chars": p.chars,
-        "engine": p.engine,
-        "language": p.language,
-        "width": p.width,
-        "height": p.height,
-        "seconds": timings.get("total"),
-        "error": p.error,
-        "job_id": p.job_id,
-        "worker": p.worker,
-        "finished_at": p.finished_at,
-    }
 
 
 def iter_results(
@@ -85,14 +49,7 @@ def iter_results(
     chunk = chunk or CHUNK
     pid = client.store.project(project).id
     last = None
-    while True:
-        q = select(Page).where(Page.project_id == pid).order_by(Page.page_number).limit(chunk)
-        if last is not None:
-            q = q.where(Page.page_number > last)
-        with client.store.read() as s:
-            rows = [page_row(p) for p in s.scalars(q)]
-        if not rows:
-            return
+    while rows := reporting.result_rows(client.store, pid, after=last, limit=chunk):
         yield rows
         last = rows[-1]["page_number"]
 
@@ -101,7 +58,7 @@ def results_frame(client: Client, project: ProjectRef) -> pd.DataFrame:
     import pandas as pd
 
     rows = [r for chunk in iter_results(client, project) for r in chunk]
-    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
 
 
 def jobs_frame(client: Client, project: ProjectRef | None = None) -> pd.DataFrame:
@@ -110,55 +67,31 @@ def jobs_frame(client: Client, project: ProjectRef | None = None) -> pd.DataFram
 
     from .jobs import job_state
 
-    q = select(Job).order_by(Job.created_at.desc())
-    if project is not None:
-        q = q.where(Job.project_id == client.store.project(project).id)
+    pid = client.store.project(project).id if project is not None else None
     rows = []
-    with client.store.read() as s:
-        for job in s.scalars(q):
-            agg = s.execute(
-                select(
-                    JobPage.state,
-                    func.count(),
-                    func.min(JobPage.started_at),
-                    func.max(JobPage.finished_at),
-                )
-                .where(JobPage.job_id == job.id)
-                .group_by(JobPage.state)
-            ).all()
-            c = {st: 0 for st in ("queued", "processing", "completed", "failed", "cancelled")}
-            starts, ends = [], []
-            for state, n, st, en in agg:
-                c[state] = n
-                starts += [st] if st else []
-                ends += [en] if en else []
-            status = job_state(job, c)
-            started = min(starts) if starts else None
-            finished = max(ends) if ends and status not in ("queued", "processing") else None
-            duration = (finished - started).total_seconds() if started and finished else None
-            done = c["completed"] + c["failed"]
-            rows.append(
-                {
-                    "task_id": job.id,
-                    "project_id": job.project_id,
-                    "kind": job.kind,
-                    "status": status,
-                    "total": job.total,
-                    "completed": c["completed"],
-                    "failed": c["failed"],
-                    "cancelled": c["cancelled"],
-                    "created_at": job.created_at,
-                    "started_at": started,
-                    "finished_at": finished,
-                    "duration_s": duration,
-                    "pages_per_min": (done / duration * 60) if duration else None,
-                }
-            )
-    columns = [
-        "task_id", "project_id", "kind", "status", "total", "completed", "failed",
-        "cancelled", "created_at", "started_at", "finished_at", "duration_s", "pages_per_min",
-    ]  # fmt: skip
-    return pd.DataFrame(rows, columns=columns)
+    for stats in reporting.job_stats(client.store, pid):
+        job, c = stats.job, stats.counts
+        status = job_state(job, c)
+        started = stats.started_at
+        finished = stats.finished_at if status not in RUNNING_JOB else None
+        duration = (finished - started).total_seconds() if started and finished else None
+        done = c[PageState.COMPLETED] + c[PageState.FAILED]
+        rows.append(
+            {
+                "task_id": job.id,
+                "project_id": job.project_id,
+                "kind": job.kind,
+                "status": str(status),
+                "total": job.total,
+                **{str(state): c[state] for state in FINISHED},
+                "created_at": job.created_at,
+                "started_at": started,
+                "finished_at": finished,
+                "duration_s": duration,
+                "pages_per_min": (done / duration * 60) if duration else None,
+            }
+        )
+    return pd.DataFrame(rows, columns=list(JOB_COLUMNS))
 
 
 def _jsonable(value: Any) -> Any:
@@ -176,11 +109,7 @@ class _Source:
         return iter_results(self.client, self.project_id)
 
     def last_page_number(self) -> int:
-        with self.client.store.read() as s:
-            top = s.scalar(
-                select(func.max(Page.page_number)).where(Page.project_id == self.project_id)
-            )
-        return int(top or 0)
+        return reporting.last_page_number(self.client.store, self.project_id)
 
 
 def export(
@@ -286,7 +215,7 @@ def _write_xlsx(source: _Source, path: Path) -> None:
     wb = Workbook(write_only=True)
     bold = Font(bold=True)
 
-    def sheet(title: str, columns: list[str], rows: Iterator[list[Any]]) -> None:
+    def sheet(title: str, columns: Sequence[str], rows: Iterator[list[Any]]) -> None:
         ws = wb.create_sheet(title)
         ws.freeze_panes = "A2"
         for i, col in enumerate(columns, start=1):
@@ -357,7 +286,7 @@ def _write_text_zip(source: _Source, path: Path) -> None:
                     combined.write("\n\n")
                 first = False
                 combined.write(f"=== page {r['page_number']} ({r['source']}) ===\n")
-                if r["status"] != "completed":
+                if r["status"] != PageState.COMPLETED:
                     combined.write(f"[{r['status']}{': ' + r['error'] if r['error'] else ''}]\n")
                 combined.write(text)
         combined.write("\n")

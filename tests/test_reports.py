@@ -9,17 +9,19 @@ from __future__ import annotations
 import base64
 import io
 import re
+import tracemalloc
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from conftest import need, new_project
 from PIL import Image
 
 from pagekit import _pagegen as g
-from pagekit.cli import main
+from pagekit.blobs import BlobStore
 from pagekit.client import Client
-from pagekit.report_html import find_chromium, write_report
+from pagekit.contract import PageState
+from pagekit.report_html import Source, find_chromium, write_report
+from pagekit.store import Page, Store
 
 SMALL = {"width": 1275, "height": 1650, "font_size": 34}
 HOSTILE = "<script>alert('pwned')</script> & a letter that arrived in good order last week."
@@ -72,7 +74,7 @@ def test_html_report(client: Client, project: dict, tmp_path: Path) -> None:
     assert doc.count("<svg") >= 3  # status, throughput, confidence charts
     assert re.findall(r'data-page="(\d+)"', doc) == ["1", "2", "3", "4", "5"]
     # The hostile text is shown as text, never as markup.
-    assert "&lt;script&gt;alert(&#x27;pwned&#x27;)&lt;/script&gt;" in doc
+    assert "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;" in doc
     # Thumbnails are embedded and are real images.
     thumbs = re.findall(r'class="pk-thumb" alt="[^"]*" src="data:image/jpeg;base64,([^"]+)"', doc)
     assert len(thumbs) >= 3
@@ -87,6 +89,33 @@ def test_page_table_is_capped_with_a_pointer_to_the_exports(
     assert re.findall(r'data-page="(\d+)"', doc) == ["1", "2"]
     assert "The first 2 of 5 pages" in doc and "pagekit export" in doc
     check_numbers(doc)  # the summary still counts every page
+
+
+def test_a_big_project_streams_to_the_file(tmp_path: Path) -> None:
+    """5,000 pages of text: the report is written as it is read, never held whole."""
+    store = Store(f"sqlite:///{tmp_path / 'big.db'}")
+    project = store.create_project("big")
+    text = "Dear Sir, the parcel arrived in good order last week. " * 20
+    with store.write() as s:
+        s.add_all(
+            Page(project_id=project.id, page_number=i, source=f"box-{i}.pdf", kind="pdf",
+                 mime="application/pdf", blob="0" * 64, status=PageState.COMPLETED,
+                 text=f"{i} {text}", words=200, confidence=90.0)
+            for i in range(1, 5001)
+        )  # fmt: skip
+    source = Source(store, BlobStore(tmp_path / "blobs"))
+    write_report(source, project.id, tmp_path / "warm.html", max_pages=10)  # imports, templates
+
+    tracemalloc.start()
+    try:
+        path = write_report(source, project.id, tmp_path / "big.html", max_pages=5000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    doc = path.read_text("utf-8")
+    assert len(re.findall(r'data-page="(\d+)"', doc)) == 5000
+    assert f"5000 {text}"[:200] in doc and "The first" not in doc
+    assert peak < path.stat().st_size / 4, (peak, path.stat().st_size)
 
 
 def test_report_notebook_executes_and_exports_without_inputs(
@@ -105,6 +134,10 @@ def test_report_notebook_executes_and_exports_without_inputs(
 @pytest.mark.browser
 def test_cli_report_with_pdf(project: dict, runtime_home: Path, tmp_path: Path) -> None:
     need(find_chromium() is not None, "headless Chromium is not installed")
+    from click.testing import CliRunner
+
+    from pagekit.cli import main  # imported here: the other tests need no CLI
+
     out = tmp_path / "report.html"
     result = CliRunner().invoke(
         main, ["--home", str(runtime_home), "report", project["name"], "-o", str(out), "--pdf"]
