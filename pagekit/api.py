@@ -276,7 +276,7 @@ class JobResult(BaseModel):
     @model_serializer(mode="wrap")
     def _omit_cancelled(self, handler: SerializerFunctionWrapHandler) -> Any:
         # The job contract has no "cancelled" key unless the job was cancelled.
-        return _omit_none(handler(self), "cancelled")
+        return _omit_none(handler(self), PageState.CANCELLED.value)
 
 
 class TaskRunning(BaseModel):

@@ -107,6 +107,16 @@ PAGE_SUMMARY_COLUMNS: tuple[str, ...] = (
     "confidence",
     "error",
 )
+# One row of the manifest.csv in a text zip export.
+MANIFEST_COLUMNS: tuple[str, ...] = (
+    "page_number",
+    "file",
+    "source",
+    "status",
+    "words",
+    "confidence",
+    "error",
+)
 # One row of ``Client.results()`` and of every export.
 RESULT_COLUMNS: tuple[str, ...] = (
     "page_id",

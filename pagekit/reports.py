@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .contract import FINISHED, RESULT_COLUMNS, RUNNING_JOB, PageState
+from .contract import FINISHED, MANIFEST_COLUMNS, RESULT_COLUMNS, RUNNING_JOB, PageState
 from .errors import PagekitError
 from .store import reporting
 from .store.reporting import result_row as page_row
@@ -271,7 +271,7 @@ def _write_text_zip(source: _Source, path: Path) -> None:
         _spool() as manifest,
     ):
         m = csv.writer(manifest, lineterminator="\n")
-        m.writerow(["page_number", "file", "source", "status", "words", "confidence", "error"])
+        m.writerow(MANIFEST_COLUMNS)
         first = True
         for chunk in source.chunks():
             for r in chunk:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..contract import RETRYABLE, PageState
 from ..errors import PagekitError
 from ._base import Panel, emit, esc, project_id
 
@@ -64,8 +65,8 @@ class LauncherPanel(Panel):
         if self.project is None:
             pending = retry = 0
         else:
-            pending = self.client.count_pages(self.project, "pending")
-            retry = self.client.count_pages(self.project, ["failed", "cancelled"])
+            pending = self.client.count_pages(self.project, PageState.PENDING)
+            retry = self.client.count_pages(self.project, list(RETRYABLE))
         self.pending = pending
         self.process_all.disabled = pending == 0
         self.retry.disabled = retry == 0

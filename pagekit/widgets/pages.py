@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..contract import PAGE_STATES
 from ._base import Panel, emit, esc, project_id
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
     from ..client import Client
 
-STATUSES = ["pending", "queued", "processing", "completed", "failed", "cancelled"]
+STATUSES = [str(state) for state in PAGE_STATES]
 _COLS = "{:>6}  {:<28}  {:<10}  {:>6}  {:>5}  {}"
 HEADER = _COLS.format("page", "source", "status", "words", "conf", "error")
 
