@@ -11,23 +11,13 @@ failed + cancelled == total.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, insert, select, update
-
-from .contract import (
-    ACTIVE,
-    FINISHED,
-    QUEUE,
-    RUNNING_JOB,
-    TASK_PROCESS_PAGE,
-    JobState,
-    PageState,
-)
-from .errors import NoSuchPage, NoSuchTask, NothingToProcess, PageBusy, RuntimeUnavailable
-from .store import Job, JobPage, Page, Store, utcnow
+from .contract import QUEUE, RUNNING_JOB, TASK_PROCESS_PAGE, JobState, PageState
+from .errors import NothingToProcess, RuntimeUnavailable
+from .store import Job, Store
+from .store import jobs as rows
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -50,95 +40,26 @@ def enqueue(
     """Claim pages for a new job and send one task per page. Returns the job row info.
 
     With ``page_ids``, every one of them is claimed or none is (a page already queued
-    or processing raises :class:`PageBusy`). With ``states`` instead, whatever pages
-    of the project are in those states at this moment are claimed ("Process All
-    Pending"): a concurrent caller gets the rest, which is usually nothing.
+    or processing raises :class:`~pagekit.errors.PageBusy`). With ``states`` instead,
+    whatever pages of the project are in those states at this moment are claimed
+    ("Process All Pending"): a concurrent caller gets the rest, which is usually nothing.
     """
     if page_ids is not None:
         page_ids = list(dict.fromkeys(int(p) for p in page_ids))
         if not page_ids:
             raise NothingToProcess(f"no pages to process in project {project_id}")
-    job_id = str(uuid.uuid4())
-    with store.write() as s:
-        s.add(Job(id=job_id, project_id=project_id, kind=kind, total=0))
-        s.flush()
-        where = [Page.project_id == project_id]
-        if page_ids is not None:
-            where += [Page.id.in_(page_ids), Page.status.not_in(ACTIVE)]
-        else:
-            where.append(Page.status.in_(list(states or (PageState.PENDING,))))
-        s.execute(
-            update(Page).where(*where).values(status=PageState.QUEUED, job_id=job_id, error=None),
-            execution_options={"synchronize_session": False},
-        )
-        claimed = s.execute(
-            select(Page.id, Page.page_number)
-            .where(Page.job_id == job_id, Page.status == PageState.QUEUED)
-            .order_by(Page.page_number)
-        ).all()
-        if page_ids is not None and len(claimed) != len(page_ids):
-            _refuse(s, project_id, page_ids, {pid for pid, _ in claimed})  # rolls back
-        if not claimed:
-            _nothing_left(s, project_id, states or (PageState.PENDING,))  # rolls back
-        if page_ids is not None:  # the caller's order
-            number = dict(claimed)
-            claimed = [(pid, number[pid]) for pid in page_ids]
-        s.get(Job, job_id).total = len(claimed)  # type: ignore[union-attr]
-        now = utcnow()
-        s.execute(
-            insert(JobPage),
-            [
-                {"job_id": job_id, "page_id": pid, "position": i, "queued_at": now}
-                for i, (pid, _) in enumerate(claimed)
-            ],
-        )
+    wanted = list(states or (PageState.PENDING,))
+    job_id, claimed = rows.claim(store, project_id, page_ids, wanted, kind)
     ids = [pid for pid, _ in claimed]
     try:
         send(app, job_id, ids)
     except Exception as exc:  # broker down: undo, so the pages are not stuck "queued"
-        with store.write() as s:
-            s.execute(
-                update(Page)
-                .where(Page.job_id == job_id, Page.status == PageState.QUEUED)
-                .values(status=PageState.PENDING, job_id=None)
-            )
-            s.delete(s.get(Job, job_id))
+        rows.release(store, job_id)
         raise RuntimeUnavailable(
             f"could not queue pages: the broker is unreachable ({exc}); "
             "run `pagekit doctor`, or `pagekit up` for the embedded runtime"
         ) from exc
     return {"task_id": job_id, "page_ids": ids, "page_number": claimed[0][1]}
-
-
-def _refuse(s: Any, project_id: int, page_ids: list[int], claimed: set[int]) -> None:
-    """Say why some of ``page_ids`` could not be claimed (the transaction rolls back)."""
-    rows = dict(
-        s.execute(
-            select(Page.id, Page.job_id).where(
-                Page.project_id == project_id,
-                Page.id.in_([p for p in page_ids if p not in claimed]),
-            )
-        ).all()
-    )
-    missing = [p for p in page_ids if p not in claimed and p not in rows]
-    if missing:
-        raise NoSuchPage(missing[0], project_id)
-    busy = [p for p in page_ids if p not in claimed]
-    raise PageBusy(busy, rows[busy[0]])
-
-
-def _nothing_left(s: Any, project_id: int, states: Sequence[str]) -> None:
-    """No page was in ``states``: name the task that just took them, if one did."""
-    recent = s.execute(
-        select(Page.job_id).where(Page.project_id == project_id, Page.status.in_(ACTIVE)).limit(1)
-    ).scalar()
-    wanted = " or ".join(states)
-    if recent is not None:
-        raise NothingToProcess(
-            f"no {wanted} pages left in project {project_id}: they are already queued by "
-            f"task {recent}; follow that task instead"
-        )
-    raise NothingToProcess(f"no {wanted} pages in project {project_id}")
 
 
 def send(app: Celery, job_id: str, page_ids: list[int], *, queue: str = QUEUE) -> None:
@@ -150,23 +71,12 @@ def send(app: Celery, job_id: str, page_ids: list[int], *, queue: str = QUEUE) -
 
 # -- status -----------------------------------------------------------------------------
 
-
-def counts(store: Store, job_id: str) -> tuple[Job, dict[str, int]]:
-    with store.read() as s:
-        job = s.get(Job, job_id)
-        if job is None:
-            raise NoSuchTask(job_id)
-        rows = s.execute(
-            select(JobPage.state, func.count())
-            .where(JobPage.job_id == job_id)
-            .group_by(JobPage.state)
-        ).all()
-    c = {state: 0 for state in (PageState.QUEUED, PageState.PROCESSING, *FINISHED)}
-    c.update(dict(rows))  # type: ignore[arg-type]
-    return job, c
+counts = rows.counts
+page_results = rows.page_outcomes
 
 
 def job_state(job: Job, c: dict[str, int]) -> JobState:
+    """A job's state from its pages' counts (docs/design.md, "The job contract")."""
     done = c[PageState.COMPLETED] + c[PageState.FAILED] + c[PageState.CANCELLED]
     if done >= job.total:
         if job.cancel_requested or c[PageState.CANCELLED]:
@@ -197,30 +107,6 @@ def status(store: Store, job_id: str) -> dict[str, Any]:
     return {"task_id": job_id, "status": state, "result": result}
 
 
-def page_results(store: Store, job_id: str) -> list[dict[str, Any]]:
-    with store.read() as s:
-        rows = s.execute(
-            select(JobPage, Page)
-            .join(Page, Page.id == JobPage.page_id)
-            .where(JobPage.job_id == job_id)
-            .order_by(JobPage.position)
-        ).all()
-    out = []
-    for jp, page in rows:
-        mine = page.job_id == job_id  # a later job may have reprocessed the page
-        out.append(
-            {
-                "page_id": page.id,
-                "page_number": page.page_number,
-                "status": jp.state,
-                "words": page.words if mine else None,
-                "confidence": page.confidence if mine else None,
-                "error": page.error if mine else None,
-            }
-        )
-    return out
-
-
 # -- cancel -----------------------------------------------------------------------------
 
 
@@ -231,37 +117,7 @@ def cancel(store: Store, job_id: str) -> dict[str, Any]:
     UPDATE's row count, which a worker claiming the same page at the same moment cannot
     change (a claimed page is cancelled at its next step instead).
     """
-    now = utcnow()
-    with store.write() as s:
-        job = s.get(Job, job_id)
-        if job is None:
-            raise NoSuchTask(job_id)
-        unfinished = s.scalar(
-            select(func.count()).where(JobPage.job_id == job_id, JobPage.state.in_(ACTIVE))
-        )
-        if unfinished:  # a finished job keeps its outcome
-            job.cancel_requested = True
-            s.flush()
-        moved = s.execute(
-            update(JobPage)
-            .where(JobPage.job_id == job_id, JobPage.state == PageState.QUEUED)
-            .values(state=PageState.CANCELLED, finished_at=now, heartbeat_at=None),
-            execution_options={"synchronize_session": False},
-        ).rowcount
-        if moved:
-            just_cancelled = select(JobPage.page_id).where(
-                JobPage.job_id == job_id, JobPage.state == PageState.CANCELLED
-            )
-            s.execute(
-                update(Page)
-                .where(
-                    Page.job_id == job_id,
-                    Page.status == PageState.QUEUED,
-                    Page.id.in_(just_cancelled),
-                )
-                .values(status=PageState.CANCELLED, finished_at=now),
-                execution_options={"synchronize_session": False},
-            )
+    moved = rows.cancel_queued(store, job_id)
     out = status(store, job_id)
     out["cancelled_pages"] = moved
     return out
