@@ -3,6 +3,9 @@
 Like dask's ``ProgressBar``: :class:`JobPoller` polls ``status`` and keeps the numbers;
 subclasses only implement :meth:`JobPoller._draw` and :meth:`JobPoller._draw_stop`.
 :class:`TextProgressBar` is the terminal drawing; ``pagekit.widgets`` has the notebook one.
+
+A new status and its drawing are one step (:meth:`JobPoller.poll`): whoever reads
+``status`` sees it drawn, and a finished job's final drawing is done by then too.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
+from .contract import JobState
 from .errors import NoWorker, WaitTimeout
 
 if TYPE_CHECKING:
     from .client import Client
 
-DONE = ("completed", "failed", "cancelled")
+DONE = (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
 NO_WORKER = "no worker is running: start one with `pagekit up` or `pagekit worker`"
 
 
@@ -33,9 +37,9 @@ def describe(status: dict[str, Any]) -> str:
     """One line for a job contract status: "Processing page 3/10..." and friends."""
     current, total = progress_numbers(status)
     state = status["status"]
-    if state == "queued":
+    if state == JobState.QUEUED:
         return f"Queued: {total} page{'s' if total != 1 else ''} waiting for a worker..."
-    if state == "processing":
+    if state == JobState.PROCESSING:
         return f"Processing page {min(current + 1, total)}/{total}..."
     r = status["result"]
     parts = [f"{r['completed']} completed"]
@@ -47,21 +51,35 @@ def describe(status: dict[str, Any]) -> str:
 
 
 class JobPoller:
-    """Polls one job's status every ``interval`` seconds and keeps the numbers."""
+    """Polls one job's status every ``interval`` seconds and keeps the numbers.
+
+    Nothing runs until :meth:`run` (in the caller's thread) or :meth:`start` (on a
+    thread of its own), so a drawing's observers and callbacks attach first.
+    """
 
     def __init__(self, client: Client, task_id: str, interval: float | None = None):
         self.client = client
         self.task_id = task_id
         self.interval = client.settings.poll_interval if interval is None else interval
-        self.status: dict[str, Any] = {}
         self.started = time.monotonic()
+        self.warning: str | None = None  # e.g. no worker is running
+        self.error: Exception | None = None  # why a background poller stopped
+        self._status: dict[str, Any] = {}
+        self._final_drawn = False
+        # Held while a status is stored and drawn: a reader never sees one without the other.
+        self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_progress = (time.monotonic(), -1)
         self._no_worker_after = client.settings.no_worker_after
-        self.warning: str | None = None  # e.g. no worker is running
 
     # -- numbers the drawings use -----------------------------------------------------
+
+    @property
+    def status(self) -> dict[str, Any]:
+        """The last status polled (and drawn); ``{}`` before the first poll."""
+        with self._lock:
+            return self._status
 
     @property
     def current(self) -> int:
@@ -96,17 +114,28 @@ class JobPoller:
     # -- the loop ---------------------------------------------------------------------
 
     def poll(self) -> dict[str, Any]:
-        self.status = self.client.status(self.task_id)
-        current = self.current
+        """Fetch the status and draw it, as one step; a finished job is drawn final."""
+        status = self.client.status(self.task_id)
+        warning = self._warning(status)
+        with self._lock:
+            self._status, self.warning = status, warning
+            self._draw()
+            if self.done and not self._final_drawn:
+                self._final_drawn = True
+                self._draw_stop()
+        return status
+
+    def _warning(self, status: dict[str, Any]) -> str | None:
+        current = progress_numbers(status)[0]
         now = time.monotonic()
         if current != self._last_progress[1]:
             self._last_progress = (now, current)
-        self.warning = None
-        if not self.done and now - self._last_progress[0] >= self._no_worker_after:
-            # Only read: recovery is the workers' job. Say so when none is left to do it.
-            if not self.client.live_workers(within=self._no_worker_after):
-                self.warning = NO_WORKER
-        return self.status
+        if status.get("status") in DONE or now - self._last_progress[0] < self._no_worker_after:
+            return None
+        # Only read: recovery is the workers' job. Say so when none is left to do it.
+        if self.client.live_workers(within=self._no_worker_after):
+            return None
+        return NO_WORKER
 
     def run(self, timeout: float | None = None) -> dict[str, Any]:
         """Poll until the job finishes (or ``timeout``); draw after every poll."""
@@ -114,7 +143,6 @@ class JobPoller:
         try:
             while not self._stop.is_set():
                 self.poll()
-                self._draw()
                 if self.done:
                     break
                 if deadline is not None and time.monotonic() >= deadline:
@@ -133,19 +161,37 @@ class JobPoller:
                     wait = min(wait, max(0.0, deadline - time.monotonic()))
                 self._stop.wait(wait)
         finally:
-            self._draw_stop()
+            with self._lock:
+                if not self._final_drawn:  # stopped, timed out or failed: end the drawing
+                    self._draw_stop()
         return self.status
 
     def start(self) -> JobPoller:
-        """Poll on a background thread (so a notebook stays usable)."""
+        """Draw the current status now, then poll on a background thread.
+
+        The caller sees the job drawn when this returns; the notebook stays usable.
+        """
+        if self._thread is not None:
+            return self
         self._thread = threading.Thread(target=self._run_quietly, daemon=True)
-        self._thread.start()
+        try:
+            self.poll()
+        except Exception as exc:
+            self._failed(exc)
+            return self
+        if not self.done:
+            self._thread.start()
         return self
 
     def _run_quietly(self) -> None:
         try:
             self.run()
-        except Exception as exc:  # drawn, not raised: there is no caller to raise to
+        except Exception as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        """Drawn, not raised: a background poller has no caller to raise to."""
+        with self._lock:
             self.error = exc
             self._draw_error(exc)
 
@@ -153,22 +199,23 @@ class JobPoller:
         self._stop.set()
 
     def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
+        if self._thread is not None and self._thread.ident is not None:
             self._thread.join(timeout)
 
-    # -- drawing hooks ------------------------------------------------------------------
+    # -- drawing hooks (called with the lock held) --------------------------------------
 
     def _draw(self) -> None:
         """Show the current numbers."""
 
     def _draw_stop(self) -> None:
-        """Show the final state."""
+        """Show the final state (once when the job finishes; also when polling stops)."""
 
     def _draw_error(self, exc: Exception) -> None:
         """Show that polling failed."""
 
 
-def _fmt_seconds(seconds: float | None) -> str:
+def format_seconds(seconds: float | None) -> str:
+    """``mm:ss`` for an elapsed time or ETA; ``--:--`` when unknown."""
     if seconds is None:
         return "--:--"
     seconds = int(seconds)
@@ -199,7 +246,7 @@ class TextProgressBar(JobPoller):
         bar = "#" * filled + "-" * (self.width - filled)
         return (
             f"[{bar}] {frac:4.0%} {self.text} "
-            f"elapsed {_fmt_seconds(self.elapsed)} eta {_fmt_seconds(self.eta)}"
+            f"elapsed {format_seconds(self.elapsed)} eta {format_seconds(self.eta)}"
         )
 
     def _draw(self) -> None:

@@ -3,7 +3,11 @@
 Like dask's ``LocalCluster``, but shared: the first ``Client()`` (or ``pagekit up``) starts
 them as background processes and writes ``<home>/runtime/runtime.json``; every later
 ``Client()``, in any process, reuses them. ``pagekit down`` stops them. A crash leaves
-stale pid files behind; they are detected (dead pid or no answer) and replaced.
+a stale state file behind; it is detected (process gone or no answer) and replaced.
+
+A process is known by its pid *and* its creation time (:func:`process`): after a crash
+the system may give a recorded pid to another program, which is then neither taken for
+a live worker nor ever signalled.
 
 Redis runs with a generated password, bound to loopback, ``appendonly yes`` (queued
 pages survive a restart) and ``maxmemory-policy noeviction`` (never drops a message).
@@ -26,13 +30,20 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import psutil
 
 from .config import Settings
 from .errors import RuntimeUnavailable
 
 STATE_FILE = "runtime.json"
 WORKER_NAME = "local"
+# The runtime's processes; the state file holds "<role>_pid" and "<role>_started" for each.
+Role = Literal["redis", "worker"]
+# Slack when comparing creation times: psutil adds the boot time, which moves by a second
+# when the wall clock is stepped. No pid comes round again within a second.
+SAME_START = 1.0
 
 
 def redis_binary() -> str:
@@ -79,21 +90,58 @@ def _locked(settings: Settings) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def pid_alive(pid: int | None) -> bool:
+def pid_alive(pid: int | None, started: float | None = None) -> bool:
+    """True if ``pid`` runs (a zombie does not) and, given ``started``, was created then."""
+    return _live(pid, started) is not None
+
+
+def _live(pid: int | None, started: float | None) -> psutil.Process | None:
     if not pid:
-        return False
+        return None
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited child not yet reaped) is not alive.
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        if started is not None and abs(proc.create_time() - started) > SAME_START:
+            return None  # the pid now belongs to another program
+    except psutil.Error:
+        return None
+    return proc
+
+
+def process(settings: Settings, state: dict[str, Any] | None, role: Role) -> psutil.Process | None:
+    """The runtime's ``role`` process from ``state``, if it still runs and is still ours.
+
+    Ours means the same pid and creation time as recorded. A state file written by an
+    older pagekit has no creation time: then the process must also look like ours (a
+    ``redis-server`` in the runtime directory, a pagekit worker of this home).
+    """
+    if not state:
+        return None
+    started = state.get(f"{role}_started")
+    proc = _live(state.get(f"{role}_pid"), started)
+    if proc is None or (started is None and not _looks_ours(proc, settings, role)):
+        return None
+    return proc
+
+
+def _looks_ours(proc: psutil.Process, settings: Settings, role: Role) -> bool:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
+        if role == "redis":
+            return "redis-server" in proc.name() and Path(proc.cwd()) == settings.runtime_dir
+        home = proc.environ().get("PAGEKIT_HOME")
+        return "pagekit.celery_app" in proc.cmdline() and home == str(settings.home_abs)
+    except psutil.Error:
+        return False
+
+
+def _identity(role: Role, pid: int) -> dict[str, Any]:
+    """What the state file records to know the process again: pid and creation time."""
+    try:
+        started = psutil.Process(pid).create_time()
+    except psutil.Error:  # exited at once: nothing to know again
+        started = None
+    return {f"{role}_pid": pid, f"{role}_started": started}
 
 
 def _free_port() -> int:
@@ -162,7 +210,7 @@ def _start_redis(settings: Settings, password: str, port: int | None = None) -> 
             log = (rdir / "redis.log").read_text()[-2000:] if (rdir / "redis.log").exists() else ""
             raise RuntimeUnavailable(f"the embedded Redis did not start; its log says:\n{log}")
         time.sleep(0.05)
-    return {"redis_pid": proc.pid, "redis_port": port, "broker_url": url}
+    return {**_identity("redis", proc.pid), "redis_port": port, "broker_url": url}
 
 
 def worker_command(
@@ -193,27 +241,45 @@ def worker_env(settings: Settings, broker_url: str) -> dict[str, str]:
     return env
 
 
-def _start_worker(settings: Settings, broker_url: str) -> int:
-    log = (settings.runtime_dir / "worker.log").open("ab")
-    proc = subprocess.Popen(
-        worker_command(settings.concurrency),
-        env=worker_env(settings, broker_url),
-        cwd=Path.cwd(),
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    log.close()
-    return proc.pid
+def _start_worker(settings: Settings, broker_url: str) -> dict[str, Any]:
+    with (settings.runtime_dir / "worker.log").open("ab") as log:
+        proc = subprocess.Popen(
+            worker_command(settings.concurrency),
+            env=worker_env(settings, broker_url),
+            cwd=Path.cwd(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return {
+        **_identity("worker", proc.pid),
+        "concurrency": settings.concurrency,
+        "started_at": time.time(),
+    }
 
 
 def running(settings: Settings) -> dict[str, Any] | None:
-    """The runtime's state if its Redis answers, else None."""
+    """The runtime's state if its Redis is ours and answers, else None."""
     state = read_state(settings)
-    if state and pid_alive(state.get("redis_pid")) and redis_ping(state["broker_url"]):
+    if state and process(settings, state, "redis") and redis_ping(state["broker_url"]):
         return state
     return None
+
+
+def broker_url(settings: Settings) -> str:
+    """The broker to use: ``PAGEKIT_BROKER_URL`` if set, else the running embedded runtime's.
+
+    There is no default broker: a guess would only fail later, further from the fix.
+    """
+    if settings.broker_url:
+        return settings.broker_url
+    state = running(settings)
+    if state is None:
+        raise RuntimeUnavailable(
+            "no broker: start the local runtime with `pagekit up`, or set PAGEKIT_BROKER_URL"
+        )
+    return str(state["broker_url"])
 
 
 def ensure(settings: Settings, *, wait_for_worker: bool = False) -> dict[str, Any]:
@@ -224,62 +290,98 @@ def ensure(settings: Settings, *, wait_for_worker: bool = False) -> dict[str, An
             old = read_state(settings) or {}
             # A worker without its Redis is useless, and it would only reconnect after a
             # back-off (if the port stays the same); a fresh one answers within seconds.
-            _kill(old.get("worker_pid"))
+            _terminate(process(settings, old, "worker"))
             # Same password and port: clients that stayed open reach the new Redis.
             password = old.get("password") or secrets.token_urlsafe(24)
             state = {"password": password, "home": str(settings.home_abs)}
             state.update(_start_redis(settings, password, old.get("redis_port")))
-            state["worker_pid"] = None
-        if not pid_alive(state.get("worker_pid")):
-            state["worker_pid"] = _start_worker(settings, state["broker_url"])
-            state["concurrency"] = settings.concurrency
-            state["started_at"] = time.time()
+        elif state.get("redis_started") is None:  # an older state file: record it from now on
+            state.update(_identity("redis", state["redis_pid"]))
+        if process(settings, state, "worker") is None:
+            state.update(_start_worker(settings, state["broker_url"]))
         _write_state(settings, state)
     if wait_for_worker:
-        wait_worker(state["broker_url"])
+        wait_worker(state["broker_url"], settings=settings)
     return state
 
 
-def wait_worker(broker_url: str, timeout: float = 60.0) -> list[dict[str, Any]]:
+def wait_worker(
+    broker_url: str, timeout: float = 60.0, *, settings: Settings | None = None
+) -> list[dict[str, Any]]:
     """Block until a worker answers a ping on ``broker_url``."""
-    from .celery_app import make_app
+    from .broker import make_app
 
-    app = make_app(broker_url=broker_url)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        replies = app.control.ping(timeout=1.0)
-        if replies:
-            return replies
+    settings = settings or Settings.from_env()
+    app = make_app(settings, broker_url)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            replies = app.control.ping(timeout=1.0)
+            if replies:
+                return replies
+    finally:
+        app.close()
     raise RuntimeUnavailable(
         f"no worker answered within {timeout:.0f}s; see the worker log "
-        "(pagekit-data/runtime/worker.log) or run `pagekit doctor`"
+        f"({settings.runtime_dir / 'worker.log'}) or run `pagekit doctor`"
     )
 
 
-def _kill(pid: int | None, timeout: float = 20.0) -> None:
-    """SIGTERM the process group (warm shutdown), SIGKILL it if it does not exit."""
-    if not pid_alive(pid):
+def _terminate(proc: psutil.Process | None, timeout: float = 20.0) -> None:
+    """SIGTERM ``proc`` and its children (Celery's warm shutdown); SIGKILL what is left.
+
+    ``proc`` comes from :func:`process`, and psutil checks pid and creation time again
+    before every signal: a process that exited meanwhile is never confused with the
+    program that got its pid.
+    """
+    if proc is None:
         return
-    assert pid is not None
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
+    try:
+        group = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return  # exited since it was identified
+    _signal(group, signal.SIGTERM)
+    if not _wait_exited(group, timeout):
+        _signal(group, signal.SIGKILL)
+        _wait_exited(group, 5.0)
+
+
+def _signal(group: list[psutil.Process], sig: int) -> None:
+    for proc in group:
+        with contextlib.suppress(psutil.Error):  # gone, or its pid reused: not ours to signal
+            proc.send_signal(sig)
+
+
+def _wait_exited(group: list[psutil.Process], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    while pid_alive(pid) and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
+    while not all(_exited(p) for p in group):
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
+    return True
+
+
+def _exited(proc: psutil.Process) -> bool:
+    """True once ``proc`` has exited (a zombie has; reap it if it is our child)."""
+    with contextlib.suppress(psutil.Error):
+        proc.wait(timeout=0)
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
 
 
 def stop(settings: Settings) -> bool:
-    """Stop the worker, then Redis (which flushes its append-only file). True if any ran."""
+    """Stop the worker, then Redis (which flushes its append-only file). True if any ran.
+
+    Only processes this runtime started are signalled (see :func:`process`).
+    """
     with _locked(settings):
         state = read_state(settings)
         if state is None:
             return False
-        _kill(state.get("worker_pid"))
-        _kill(state.get("redis_pid"))
+        _terminate(process(settings, state, "worker"))
+        _terminate(process(settings, state, "redis"))
         (settings.runtime_dir / STATE_FILE).unlink(missing_ok=True)
     return True
 
@@ -289,14 +391,14 @@ def describe(settings: Settings) -> dict[str, Any]:
     state = read_state(settings)
     if state is None:
         return {"running": False, "home": str(settings.home_abs)}
-    redis_up = pid_alive(state.get("redis_pid")) and redis_ping(state["broker_url"])
+    redis_up = bool(process(settings, state, "redis")) and redis_ping(state["broker_url"])
     return {
-        "running": bool(redis_up),
+        "running": redis_up,
         "home": state.get("home"),
         "redis": {"pid": state.get("redis_pid"), "port": state.get("redis_port"), "up": redis_up},
         "worker": {
             "pid": state.get("worker_pid"),
-            "up": pid_alive(state.get("worker_pid")),
+            "up": process(settings, state, "worker") is not None,
             "concurrency": state.get("concurrency"),
         },
         "stale": not redis_up,

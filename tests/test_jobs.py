@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 from pagekit import _pagegen as gen
 from pagekit import runtime
 from pagekit.client import Client
+from pagekit.contract import JobState, PageState
 from pagekit.errors import NoSuchTask, NothingToProcess
 from pagekit.store import JobPage, Page, utcnow
 
@@ -44,14 +45,42 @@ def add_generated(client: Client, project: dict, n: int, prefix: str = "p") -> l
     return [pid for o in outcomes for pid in o["page_ids"]]
 
 
-def wait_until(predicate, timeout: float = 60.0, step: float = 0.1):
+def wait_until(predicate, timeout: float = 60.0, step: float = 0.1, what: str = "condition"):
+    """``predicate()``'s first truthy value; fails after ``timeout`` naming ``what``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(step)
-    raise AssertionError(f"condition not met within {timeout}s")
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+def running_page(client: Client, task_id: str) -> tuple[int, int] | None:
+    """(pool process id, page id) of a page of ``task_id`` that a worker process has just
+    started, or None. The database names the worker holding it; that worker says which of
+    its processes runs it."""
+    fresh = utcnow() - timedelta(seconds=0.5)  # a slow page has >= 1 s left to run
+    with client.store.read() as s:
+        held = dict(
+            s.execute(
+                select(JobPage.page_id, JobPage.worker).where(
+                    JobPage.job_id == task_id,
+                    JobPage.state == PageState.PROCESSING,
+                    JobPage.started_at >= fresh,
+                )
+            ).all()
+        )
+    workers = sorted({w for w in held.values() if w})
+    if not workers:
+        return None
+    replies = client.app.control.inspect(destination=workers, limit=len(workers), timeout=5)
+    for tasks in (replies.active() or {}).values():
+        for task in tasks:
+            job_id, page_id = task["args"][:2]
+            if job_id == task_id and page_id in held:
+                return int(task["worker_pid"]), int(page_id)
+    return None
 
 
 def page_states(client: Client, project: dict) -> dict[int, str]:
@@ -63,7 +92,7 @@ def page_states(client: Client, project: dict) -> dict[int, str]:
 
 
 def test_status_shapes_are_exactly_the_seeds(any_client: Client) -> None:
-    project = new_project(any_client)
+    project = new_project(any_client, ["slow"])  # slow: the batch is surely still running
     ids = add_generated(any_client, project, 3)
 
     one = any_client.process_page(project, ids[0])
@@ -76,9 +105,9 @@ def test_status_shapes_are_exactly_the_seeds(any_client: Client) -> None:
     assert batch["total_pages"] == 2 and batch["page_ids"] == ids[1:]
 
     running = any_client.status(batch["task_id"])
-    if running["status"] in ("queued", "processing"):
-        assert set(running) == {"task_id", "status", "current", "total"}
-        assert running["total"] == 2
+    assert running["status"] in (JobState.QUEUED, JobState.PROCESSING), running
+    assert set(running) == {"task_id", "status", "current", "total"}
+    assert running["total"] == 2
 
     done = any_client.wait(batch["task_id"], progress=False, timeout=120)
     assert set(done) == {"task_id", "status", "result"}
@@ -144,13 +173,16 @@ def test_current_rises_during_a_batch(any_client: Client) -> None:
     project = new_project(any_client, ["slow"])
     add_generated(any_client, project, 6)
     job = any_client.process_pending(project)
-    seen = []
-    while True:
+    seen: list[int] = []
+
+    def finished() -> dict | None:
         st = any_client.status(job["task_id"])
         if "result" in st:
-            break
+            return st
         seen.append(st["current"])
-        time.sleep(0.2)
+        return None
+
+    st = wait_until(finished, timeout=120, step=0.2, what="the batch of 6 slow pages to finish")
     assert seen == sorted(seen), f"current went backwards: {seen}"
     assert any(0 < c < 6 for c in seen), f"never saw a page count between 0 and 6: {seen}"
     assert st["result"]["completed"] == 6
@@ -160,7 +192,10 @@ def test_cancel_mid_batch_leaves_nothing_queued_or_processing(any_client: Client
     project = new_project(any_client, ["slow"])
     add_generated(any_client, project, 10)
     job = any_client.process_pending(project)
-    wait_until(lambda: any_client.status(job["task_id"])["status"] == "processing")
+    wait_until(
+        lambda: any_client.status(job["task_id"])["status"] == JobState.PROCESSING,
+        what="the batch to start processing",
+    )
     cancelled = any_client.cancel(job["task_id"])
     assert cancelled["cancelled_pages"] >= 1
     final = any_client.wait(job["task_id"], progress=False, timeout=60)
@@ -212,22 +247,25 @@ def test_sigkilled_worker_mid_batch_every_page_completes_once(any_client: Client
     job = client.process_pending(project)
     task_id = job["task_id"]
 
-    def busy_children() -> list[int]:
-        return [p for w in client.workers() if w["active"] for p in w["processes"]]
-
-    children = wait_until(busy_children, timeout=60)
-    os.kill(children[0], signal.SIGKILL)
+    pid, page_id = wait_until(
+        lambda: running_page(client, task_id), timeout=60, what="a worker process to run a page"
+    )
+    os.kill(pid, signal.SIGKILL)  # the pool process running page_id, mid-page
 
     final = client.wait(task_id, progress=False, timeout=180)
-    assert final["status"] == "completed"
+    assert final["status"] == JobState.COMPLETED
     r = final["result"]
     assert (r["total"], r["completed"], r["failed"]) == (6, 6, 0)
     assert sorted(x["page_id"] for x in r["results"]) == sorted(job["page_ids"])
     with client.store.read() as s:
-        rows = s.execute(select(JobPage).where(JobPage.job_id == task_id)).scalars().all()
-    assert len(rows) == 6 and {row.state for row in rows} == {"completed"}
-    assert max(row.attempts for row in rows) >= 2, "the killed page should have been redelivered"
-    assert set(page_states(client, project).values()) == {"completed"}
+        rows = {
+            row.page_id: row
+            for row in s.execute(select(JobPage).where(JobPage.job_id == task_id)).scalars()
+        }
+    assert len(rows) == 6 and {row.state for row in rows.values()} == {PageState.COMPLETED}
+    killed = rows[page_id]
+    assert killed.attempts == 2, f"the killed page ran {killed.attempts} time(s), not twice"
+    assert set(page_states(client, project).values()) == {PageState.COMPLETED}
 
 
 def test_reconcile_requeues_a_page_stuck_in_processing(client: Client, project: dict) -> None:
@@ -315,7 +353,8 @@ def test_bad_inputs_fail_alone_while_the_rest_of_the_upload_and_batch_succeed(
 
     df = any_client.pages(project)
     assert len(df) == 3  # 1 PNG + 2 PDF pages: nothing of the rejected files was stored
-    final = any_client.wait(any_client.process_pending(project)["task_id"], progress=False)
+    job = any_client.process_pending(project)
+    final = any_client.wait(job["task_id"], progress=False, timeout=120)
     assert final["status"] == "completed" and final["result"]["completed"] == 3
 
 
@@ -351,7 +390,9 @@ def test_two_workers_with_different_host_names_share_one_batch(client: Client) -
     )
     try:
         wait_until(
-            lambda: any(w["name"] == "second@otherhost" for w in client.workers()), timeout=90
+            lambda: any(w["name"] == "second@otherhost" for w in client.workers()),
+            timeout=90,
+            what="the second worker to answer",
         )
         project = new_project(client, ["slow"])
         add_generated(client, project, 8)

@@ -18,14 +18,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import new_project
 from sqlalchemy import func, select
-from test_jobs import add_generated, wait_until
+from test_jobs import add_generated, running_page, wait_until
 
 from pagekit import runtime
 from pagekit.client import Client
 from pagekit.config import Settings
+from pagekit.contract import JobState, PageState
 from pagekit.errors import NoWorker
 from pagekit.progress import TextProgressBar
 from pagekit.store import JobPage, Page, utcnow
@@ -45,18 +47,11 @@ def _queued(client: Client, job_id: str) -> int:
     with client.store.read() as s:
         return int(
             s.scalar(
-                select(func.count()).where(JobPage.job_id == job_id, JobPage.state == "queued")
+                select(func.count()).where(
+                    JobPage.job_id == job_id, JobPage.state == PageState.QUEUED
+                )
             )
         )
-
-
-def _running(client: Client, job_id: str) -> tuple[int, int] | None:
-    """(process id, page id) of a page of ``job_id`` that a worker process is running."""
-    for tasks in (client.app.control.inspect(timeout=1.0).active() or {}).values():
-        for task in tasks:
-            if task["args"][0] == job_id:
-                return int(task["worker_pid"]), int(task["args"][1])
-    return None
 
 
 def test_a_killed_worker_process_page_jumps_the_queue_and_finishes_within_30s(
@@ -67,8 +62,10 @@ def test_a_killed_worker_process_page_jumps_the_queue_and_finishes_within_30s(
     add_generated(client, project, 54)
     job = client.process_pending(project)
     task_id = job["task_id"]
-    pid, page_id = wait_until(lambda: _running(client, task_id), timeout=60)
-    os.kill(pid, signal.SIGKILL)
+    pid, page_id = wait_until(
+        lambda: running_page(client, task_id), timeout=60, what="a worker process to run a page"
+    )
+    os.kill(pid, signal.SIGKILL)  # the pool process running page_id
     killed_at = utcnow()
 
     seen: list[str] = []
@@ -77,9 +74,9 @@ def test_a_killed_worker_process_page_jumps_the_queue_and_finishes_within_30s(
         jp, page = _row(client, task_id, page_id)
         if not seen or seen[-1] != page.status:
             seen.append(page.status)
-        return jp if jp.state == "completed" else None
+        return jp if jp.state == PageState.COMPLETED else None
 
-    jp = wait_until(finished, timeout=90, step=0.05)
+    jp = wait_until(finished, timeout=90, step=0.05, what=f"page {page_id} to complete")
     took = (jp.finished_at - killed_at).total_seconds()
     behind = _queued(client, task_id)
     client.cancel(task_id)  # the rest of the slow batch is not needed
@@ -87,7 +84,7 @@ def test_a_killed_worker_process_page_jumps_the_queue_and_finishes_within_30s(
     assert took < 30, f"the killed process's page took {took:.0f} s to finish"
     assert behind >= 10, f"it should overtake the queue; only {behind} pages were still queued"
     assert jp.attempts == 2
-    assert "queued" in seen, f"while it waited it should show as queued again: {seen}"
+    assert PageState.QUEUED in seen, f"while it waited it should show as queued again: {seen}"
     assert "stopped after" in (jp.last_error or ""), jp.last_error
 
 
@@ -100,12 +97,12 @@ def test_a_page_that_keeps_killing_its_worker_fails_after_the_attempt_cap(
 
     def finished() -> JobPage | None:
         jp, _ = _row(client, job["task_id"], page_id)
-        return jp if jp.state in ("completed", "failed") else None
+        return jp if jp.state in (PageState.COMPLETED, PageState.FAILED) else None
 
-    jp = wait_until(finished, timeout=120, step=0.2)
+    jp = wait_until(finished, timeout=120, step=0.2, what=f"page {page_id} to finish")
     page = client.page(page_id)
-    assert jp.state == "failed" and jp.attempts == client.settings.max_attempts
-    assert page["status"] == "failed"
+    assert jp.state == PageState.FAILED and jp.attempts == client.settings.max_attempts
+    assert page["status"] == PageState.FAILED
     assert page["error"].startswith(f"gave up after {client.settings.max_attempts} attempts")
     assert "stopped after" in page["error"] and "killed" in page["error"], page["error"]
     assert "time limit of" not in page["error"], "it never ran near the time limit"
@@ -139,11 +136,17 @@ def _restart_workers(client: Client) -> float:
     return time.monotonic()
 
 
+def _worker(client: Client) -> psutil.Process:
+    """The runtime's worker main process (checked by pid and start time)."""
+    proc = runtime.process(client.settings, runtime.read_state(client.settings), "worker")
+    assert proc is not None, "the runtime's worker is not running"
+    return proc
+
+
 def _kill_worker_main(client: Client) -> None:
-    state = runtime.read_state(client.settings)
-    assert state and runtime.pid_alive(state["worker_pid"])
-    os.kill(state["worker_pid"], signal.SIGKILL)  # the main process only, not its group
-    wait_until(lambda: not runtime.pid_alive(state["worker_pid"]), timeout=10)
+    worker = _worker(client)
+    worker.kill()  # the main process only, not its pool
+    worker.wait(timeout=10)
 
 
 def _held_pages(client: Client, task_id: str) -> list[int]:
@@ -152,7 +155,7 @@ def _held_pages(client: Client, task_id: str) -> list[int]:
             s.scalars(
                 select(JobPage.page_id).where(
                     JobPage.job_id == task_id,
-                    JobPage.state.in_(("queued", "processing")),
+                    JobPage.state.in_((PageState.QUEUED, PageState.PROCESSING)),
                     JobPage.heartbeat_at.is_not(None),
                 )
             )
@@ -164,21 +167,26 @@ def _slow_job_holding_pages(client: Client, pages: int) -> dict:
     project = new_project(client, ["slow"])
     add_generated(client, project, pages)
     job = client.process_pending(project)
-    wait_until(lambda: len(_held_pages(client, job["task_id"])) >= 2, timeout=60)
+    wait_until(
+        lambda: len(_held_pages(client, job["task_id"])) >= 2,
+        timeout=60,
+        what="the worker to hold two pages",
+    )
     return job
 
 
 def _finish_times(client: Client, task_id: str, page_ids: list[int]) -> list[JobPage]:
     def done() -> list[JobPage] | None:
         rows = [_row(client, task_id, p)[0] for p in page_ids]
-        return rows if all(r.state == "completed" for r in rows) else None
+        return rows if all(r.state == PageState.COMPLETED for r in rows) else None
 
-    return wait_until(done, timeout=90, step=0.2)
+    return wait_until(done, timeout=90, step=0.2, what=f"pages {page_ids} to complete")
 
 
 def test_wait_says_no_worker_is_running_instead_of_hanging(own: Client, tmp_path: Path) -> None:
-    state = runtime.read_state(own.settings)
-    runtime._kill(state["worker_pid"])  # a clean stop: the worker says goodbye
+    worker = _worker(own)
+    worker.terminate()  # a clean stop: the worker says goodbye
+    worker.wait(timeout=60)
     try:
         project = new_project(own)
         add_generated(own, project, 2)
@@ -212,7 +220,7 @@ def test_wait_says_no_worker_is_running_instead_of_hanging(own: Client, tmp_path
     finally:
         _restart_workers(own)
     final = own.wait(job["task_id"], progress=False, timeout=60)
-    assert final["status"] == "completed"
+    assert final["status"] == JobState.COMPLETED
 
 
 def test_worker_main_process_killed_doctor_sees_orphans_and_restart_recovers_them(
@@ -229,7 +237,7 @@ def test_worker_main_process_killed_doctor_sees_orphans_and_restart_recovers_the
         out = _cli(own, "doctor")
         return out if "orphaned pages" in out.stdout and "no heartbeat" in out.stdout else None
 
-    doctor = wait_until(doctor_reports, timeout=60, step=2)
+    doctor = wait_until(doctor_reports, timeout=60, step=2, what="doctor to report orphans")
     assert doctor.returncode != 0
     status = _cli(own, "status")
     assert "wait for redelivery" in status.stderr, status
@@ -240,7 +248,7 @@ def test_worker_main_process_killed_doctor_sees_orphans_and_restart_recovers_the
     took = time.monotonic() - restarted
     assert took < 30, f"held pages finished {took:.0f} s after the restart"
     final = own.wait(task_id, progress=False, timeout=60)
-    assert final["status"] == "completed" and final["result"]["completed"] == 8
+    assert final["status"] == JobState.COMPLETED and final["result"]["completed"] == 8
     assert all(r.attempts <= 2 for r in rows)
 
 
@@ -248,26 +256,27 @@ def test_doctor_fix_requeues_orphans_at_once(own: Client) -> None:
     job = _slow_job_holding_pages(own, 6)
     task_id = job["task_id"]
     _kill_worker_main(own)
-    wait_until(lambda: own.orphans(), timeout=60, step=1)
+    wait_until(lambda: own.orphans(), timeout=60, step=1, what="orphans to be seen")
     fixed = _cli(own, "doctor", "--fix")
     assert "re-queued" in fixed.stdout, fixed
     assert not own.orphans()
     states = {r[1].status for r in (_row(own, task_id, p) for p in job["page_ids"])}
-    assert "processing" not in states, states
+    assert PageState.PROCESSING not in states, states
     _restart_workers(own)
     final = own.wait(task_id, progress=False, timeout=90)
-    assert final["status"] == "completed" and final["result"]["completed"] == 6
+    assert final["status"] == JobState.COMPLETED and final["result"]["completed"] == 6
 
 
 def test_redis_killed_and_restarted_held_pages_finish_within_30s(own: Client) -> None:
     job = _slow_job_holding_pages(own, 8)
     task_id = job["task_id"]
-    state = runtime.read_state(own.settings)
-    os.kill(state["redis_pid"], signal.SIGKILL)
+    redis_server = runtime.process(own.settings, runtime.read_state(own.settings), "redis")
+    assert redis_server is not None
+    redis_server.kill()
     held = _held_pages(own, task_id)
     restarted = _restart_workers(own)
     _finish_times(own, task_id, held)
     took = time.monotonic() - restarted
     assert took < 30, f"held pages finished {took:.0f} s after `pagekit up`"
     final = own.wait(task_id, progress=False, timeout=90)
-    assert final["status"] == "completed" and final["result"]["completed"] == 8
+    assert final["status"] == JobState.COMPLETED and final["result"]["completed"] == 8

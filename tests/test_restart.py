@@ -9,7 +9,6 @@ Each test has its own runtime in its own home: it kills that runtime's Redis.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pagekit import _pagegen as gen
 from pagekit import runtime, tokens
 from pagekit.client import Client
 from pagekit.config import Settings
+from pagekit.contract import RUNNING_JOB, JobState
 
 PAGEKIT = str(Path(sys.executable).with_name("pagekit"))
 
@@ -68,8 +68,10 @@ def kill_redis(settings: Settings) -> dict[str, Any]:
     """kill -9 the runtime's Redis; returns the state it had."""
     state = runtime.read_state(settings)
     assert state is not None and runtime.redis_ping(state["broker_url"])
-    os.kill(state["redis_pid"], signal.SIGKILL)
-    wait_until(lambda: not runtime.pid_alive(state["redis_pid"]), 10, "Redis to die")
+    redis_server = runtime.process(settings, state, "redis")
+    assert redis_server is not None, "the runtime's Redis is not running"
+    redis_server.kill()
+    wait_until(lambda: runtime.process(settings, state, "redis") is None, 10, "Redis to die")
     return state
 
 
@@ -151,13 +153,13 @@ def test_pagekit_serve_keeps_working_after_redis_is_killed_and_restarted(home: P
 
         def finished() -> dict[str, Any] | None:
             status = httpx.get(f"{base}/tasks/status/{task_id}", headers=auth, timeout=10).json()
-            return status if status["status"] not in ("queued", "processing") else None
+            return status if status["status"] not in RUNNING_JOB else None
 
         return wait_until(finished, 90, f"task {task_id} to finish")
 
     try:
         wait_until(health, 60, "pagekit serve to answer /health")
-        assert process(first)["status"] == "completed"  # the server is connected to Redis
+        assert process(first)["status"] == JobState.COMPLETED  # the server is connected to Redis
 
         before = kill_redis(Settings.from_env(home=home))
         pagekit_cli(home, "up", "--workers", "1")
@@ -166,7 +168,7 @@ def test_pagekit_serve_keeps_working_after_redis_is_killed_and_restarted(home: P
         assert after["broker_url"] == before["broker_url"]  # same port, same password
 
         done = process(second)  # no 503 "broker unreachable", no restart of the server
-        assert done["status"] == "completed" and done["result"]["completed"] == 1
+        assert done["status"] == JobState.COMPLETED and done["result"]["completed"] == 1
         assert server.poll() is None
     finally:
         server.terminate()
@@ -193,12 +195,12 @@ def test_a_notebook_client_keeps_working_after_redis_is_killed_and_restarted(
         assert after is not None and after["redis_port"] == before["redis_port"]
         assert redis.Redis.from_url(after["broker_url"]).get("pagekit-test-marker") == b"kept"
         # The old worker (cut off from its Redis) was replaced, not left to reconnect.
-        assert not runtime.pid_alive(before["worker_pid"])
-        assert runtime.pid_alive(after["worker_pid"])
+        assert runtime.process(client.settings, before, "worker") is None
+        assert runtime.process(client.settings, after, "worker") is not None
 
         job = client.process_pending(project_id)
         final = client.wait(job["task_id"], timeout=90, progress=False)
-        assert final["status"] == "completed" and final["result"]["completed"] == 2
+        assert final["status"] == JobState.COMPLETED and final["result"]["completed"] == 2
         assert [w["concurrency"] for w in client.workers()] == [1]  # the new worker only
         assert client.queue_depth() == 0
     finally:
@@ -229,7 +231,7 @@ def test_clients_follow_redis_to_a_new_port_when_the_old_one_is_taken(
         for c in (enqueuer, counter, lister, waiter):
             assert c.broker_url == after["broker_url"]
         final = enqueuer.wait(job["task_id"], timeout=90, progress=False)
-        assert final["status"] == "completed" and final["result"]["completed"] == 1
+        assert final["status"] == JobState.COMPLETED and final["result"]["completed"] == 1
     finally:
         for c in (counter, lister, waiter):
             c.close()

@@ -6,14 +6,18 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import redis
 
 from pagekit import runtime
 from pagekit.client import Client
 from pagekit.config import Settings
+from pagekit.errors import RuntimeUnavailable
 
 PAGEKIT = str(Path(sys.executable).with_name("pagekit"))
 
@@ -53,7 +57,8 @@ def test_a_second_client_in_another_process_reuses_the_runtime(client: Client) -
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["broker"] == client.broker_url
     after = runtime.read_state(client.settings)
-    assert (after["redis_pid"], after["worker_pid"]) == (before["redis_pid"], before["worker_pid"])
+    ids = ("redis_pid", "redis_started", "worker_pid", "worker_started")
+    assert [after[k] for k in ids] == [before[k] for k in ids]
     same_process = Client(home=client.settings.home_abs)
     assert same_process.broker_url == client.broker_url
 
@@ -80,7 +85,9 @@ def test_up_status_down_and_stale_pid_files(tmp_path: Path) -> None:
     assert up.returncode == 0, up.stderr
     assert "worker(s) answering" in up.stdout
     state = runtime.read_state(settings)
-    assert state["redis_pid"] != 2**22 + 17 and runtime.pid_alive(state["redis_pid"])
+    assert state["redis_pid"] != 2**22 + 17
+    assert runtime.process(settings, state, "redis") is not None
+    assert runtime.process(settings, state, "worker") is not None
 
     status = run_cli(home, "status")
     assert status.returncode == 0, status.stderr
@@ -89,7 +96,112 @@ def test_up_status_down_and_stale_pid_files(tmp_path: Path) -> None:
 
     down = run_cli(home, "down")
     assert down.returncode == 0 and "stopped" in down.stdout
-    assert not runtime.pid_alive(state["redis_pid"])
-    assert not runtime.pid_alive(state["worker_pid"])
+    assert runtime.process(settings, state, "redis") is None
+    assert runtime.process(settings, state, "worker") is None
     after = run_cli(home, "status")
     assert after.returncode == 1 and "pagekit up" in after.stderr
+
+
+# -- process identity: a pid is not enough ----------------------------------------------------
+
+
+@pytest.fixture
+def stranger() -> Iterator[subprocess.Popen]:
+    """An unrelated live program, as one that got a crashed worker's pid would be."""
+    proc = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    yield proc
+    proc.kill()
+    proc.wait(timeout=10)
+
+
+def _pretend_pid_of(stranger: subprocess.Popen, state: dict, recorded: str) -> dict:
+    """``state`` with its worker's pid now the stranger's, as a reused pid would be."""
+    state = dict(state, worker_pid=stranger.pid)
+    if recorded == "wrong start time":
+        state["worker_started"] = psutil.Process(stranger.pid).create_time() - 3600
+    else:  # a state file written before start times were recorded
+        state.pop("worker_started")
+        state.pop("redis_started")
+    return state
+
+
+@pytest.mark.parametrize("recorded", ["wrong start time", "no start time"])
+def test_up_starts_a_worker_when_its_pid_belongs_to_another_program(
+    tmp_path: Path, stranger: subprocess.Popen, recorded: str
+) -> None:
+    home = tmp_path / "data"
+    settings = Settings.from_env(home=home)
+    try:
+        assert run_cli(home, "up", "--workers", "1").returncode == 0
+        before = runtime.read_state(settings)
+        worker = runtime.process(settings, before, "worker")
+        assert worker is not None
+        worker.terminate()  # the worker is gone; the system gave its pid to `sleep`
+        worker.wait(timeout=60)
+        state_file = settings.runtime_dir / runtime.STATE_FILE
+        state_file.write_text(json.dumps(_pretend_pid_of(stranger, before, recorded)))
+        assert runtime.describe(settings)["worker"]["up"] is False
+
+        up = run_cli(home, "up", "--workers", "1")
+        assert up.returncode == 0, up.stderr
+        assert "1 worker(s) answering" in up.stdout
+        after = runtime.read_state(settings)
+        assert after["redis_pid"] == before["redis_pid"]  # Redis is ours, and reused
+        assert after["worker_pid"] != stranger.pid
+        new_worker = runtime.process(settings, after, "worker")
+        assert new_worker is not None and "pagekit.celery_app" in new_worker.cmdline()
+        assert stranger.poll() is None
+    finally:
+        down = run_cli(home, "down")
+    assert down.returncode == 0, down.stderr
+    assert stranger.poll() is None, "`pagekit down` signalled a process that is not its own"
+
+
+@pytest.mark.parametrize("recorded", ["wrong start time", "no start time"])
+def test_stop_never_signals_a_process_that_took_a_recorded_pid(
+    tmp_path: Path, stranger: subprocess.Popen, recorded: str
+) -> None:
+    settings = Settings.from_env(home=tmp_path / "data")
+    settings.runtime_dir.mkdir(parents=True)
+    state = {
+        "redis_pid": stranger.pid,
+        "redis_started": 0.0,
+        "worker_pid": stranger.pid,
+        "worker_started": 0.0,
+        "broker_url": "redis://:x@127.0.0.1:1/0",
+    }
+    state = _pretend_pid_of(stranger, state, recorded)
+    (settings.runtime_dir / runtime.STATE_FILE).write_text(json.dumps(state))
+
+    assert runtime.running(settings) is None
+    assert runtime.stop(settings) is True  # it cleans up the stale state file
+    time.sleep(0.2)  # a signal, had one been sent, would have ended `sleep` by now
+    assert stranger.poll() is None
+    assert runtime.read_state(settings) is None
+
+
+def test_a_zombie_is_not_alive() -> None:
+    child = subprocess.Popen(["true"])
+    try:
+        zombie = psutil.Process(child.pid)
+        deadline = time.monotonic() + 10
+        while zombie.status() != psutil.STATUS_ZOMBIE:  # exited, not yet reaped
+            assert time.monotonic() < deadline, "`true` did not exit within 10 s"
+            time.sleep(0.01)
+        assert not runtime.pid_alive(child.pid)
+        assert not runtime.pid_alive(child.pid, zombie.create_time())
+    finally:
+        child.wait(timeout=10)
+
+
+def test_broker_url_is_the_setting_or_the_running_runtime_never_a_guess(
+    client: Client, tmp_path: Path
+) -> None:
+    assert runtime.broker_url(client.settings) == client.broker_url
+    external = Settings.from_env(home=tmp_path / "x", broker_url="redis://broker:6379/0")
+    assert runtime.broker_url(external) == "redis://broker:6379/0"
+    with pytest.raises(RuntimeUnavailable) as err:
+        runtime.broker_url(Settings.from_env(home=tmp_path / "nothing-runs-here"))
+    assert str(err.value) == (
+        "no broker: start the local runtime with `pagekit up`, or set PAGEKIT_BROKER_URL"
+    )

@@ -151,21 +151,24 @@ def test_launcher_is_disabled_with_nothing_pending_and_launches(client: Client) 
 
 
 def test_monitor_draws_progress_and_goes_green(client: Client) -> None:
-    proj = new_project(client)
+    proj = new_project(client, ["slow"])  # 1.5 s a page: the job is surely running at first
     add(client, proj, 3, "mon")
     job = client.process_pending(proj)
     done: list = []
-    mon = JobMonitor(client, job["task_id"], interval=0.2, on_done=done.append)
-    texts: set[str] = set()
-    mon.bar_text.observe(lambda c: texts.add(c["new"]), "value")
+    mon = JobMonitor(client, job["task_id"], interval=0.2, on_done=done.append, start=False)
+    texts: list[str] = []
+    mon.bar_text.observe(lambda c: texts.append(c["new"]), "value")
+    mon.start()
+    assert texts and texts[0].startswith(("Queued", "Processing page")), texts
     until(lambda: bool(done), 120, "the job to finish")
     assert mon.bar.value == 3 and mon.bar.max == 3 and mon.bar.description == "100%"
     assert mon.bar.bar_style == "success"
     assert mon.bar_text.value == "Completed: 3 completed of 3 pages"
+    assert texts[-1] == mon.bar_text.value
+    assert any(t.startswith("Processing page") for t in texts), texts
     assert mon.counts.value == "3 completed · 0 failed"
-    assert mon.cancel_button.disabled
-    assert done[0]["status"] == "completed"
-    assert any(t.startswith(("Queued", "Processing page")) for t in texts), texts
+    assert mon.cancel_button.disabled and mon.clock.value.startswith("took ")
+    assert [d["status"] for d in done] == ["completed"]  # on_done ran once
 
 
 def test_monitor_goes_red_when_pages_fail(client: Client) -> None:
@@ -184,11 +187,13 @@ def test_cancel_button_cancels_a_running_job(client: Client) -> None:
     job = client.process_pending(proj)
     mon = JobMonitor(client, job["task_id"], interval=0.2)
     until(lambda: mon.status.get("status") == "processing", 60, "the job to start")
+    # A status is drawn before anyone can read it.
     assert mon.bar_text.value.startswith("Processing page ")
     assert "ETA" in mon.clock.value
     mon.cancel_button.click()
     until(lambda: mon.done, 60, "the job to stop")
-    until(lambda: mon.cancel_button.disabled and mon.bar.description == "100%", 10, "final draw")
+    # ... and a finished job is drawn final by then.
+    assert mon.cancel_button.disabled and mon.bar.description == "100%"
     assert mon.status["status"] == "cancelled"
     assert mon.bar.bar_style == "warning"
     assert "cancelled" in mon.counts.value

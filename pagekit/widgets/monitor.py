@@ -9,21 +9,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..progress import JobPoller, _fmt_seconds
+from ..contract import JobState
+from ..progress import JobPoller, format_seconds
 from ._base import Panel, emit, esc
 
 if TYPE_CHECKING:
     from ..client import Client
 
 # bar_style per final job state ("danger" also when only some pages failed).
-_FINAL_STYLE = {"completed": "success", "failed": "danger", "cancelled": "warning"}
+_FINAL_STYLE = {
+    JobState.COMPLETED: "success",
+    JobState.FAILED: "danger",
+    JobState.CANCELLED: "warning",
+}
 
 
 class JobMonitor(JobPoller, Panel):
     """One job's bar: "Processing page 3/10...", elapsed and ETA, counts, Cancel.
 
     ``on_done(status)`` callbacks run once when the job finishes (e.g. to refresh a
-    table). Polling starts at once unless ``start=False``.
+    table). Polling starts at once unless ``start=False``: then attach observers to the
+    widgets first and call :meth:`start`, which draws the job before it returns.
     """
 
     def __init__(
@@ -39,8 +45,6 @@ class JobMonitor(JobPoller, Panel):
 
         super().__init__(client, task_id, interval)
         self.on_done: list[Callable[[dict[str, Any]], Any]] = [on_done] if on_done else []
-        self._finished = False
-        self.error: Exception | None = None
         self.title = W.HTML(f"<b>Job</b> <span class='pk-mono'>{esc(task_id[:8])}</span>")
         self.bar = W.IntProgress(
             value=0,
@@ -79,7 +83,9 @@ class JobMonitor(JobPoller, Panel):
         self.bar.value = current
         self.bar.description = f"{(current / total if total else 0):.0%}"
         self.bar_text.value = esc(self.text)
-        self.clock.value = f"elapsed {_fmt_seconds(self.elapsed)} · ETA {_fmt_seconds(self.eta)}"
+        self.clock.value = (
+            f"elapsed {format_seconds(self.elapsed)} · ETA {format_seconds(self.eta)}"
+        )
         result = self.status.get("result")
         if result:
             parts = [f"{result['completed']} completed", f"{result['failed']} failed"]
@@ -100,11 +106,9 @@ class JobMonitor(JobPoller, Panel):
         self.bar.bar_style = value
 
     def _draw_stop(self) -> None:
-        if not self.done or self._finished:
+        if not self.done:  # polling stopped, the job goes on: the bar stays as it is
             return
-        self._finished = True
-        self._draw()
-        self.clock.value = f"took {_fmt_seconds(self.elapsed)}"
+        self.clock.value = f"took {format_seconds(self.elapsed)}"
         self.cancel_button.disabled = True
         emit(self.on_done, self.status)
 
@@ -124,7 +128,6 @@ class JobMonitor(JobPoller, Panel):
         self.cancel_button.description = "Cancelling..."
         out = self.client.cancel(self.task_id)
         self.poll()
-        self._draw()
         return out
 
 
