@@ -84,7 +84,7 @@ class Client:
         self.store = Store(self.settings.db_url, busy_timeout=self.settings.db_busy_timeout)
         self.blobs = BlobStore(self.settings.blob_path)
         self.embedded = self.settings.broker_url is None
-        self._redis_pid: int | None = None  # the embedded Redis this client talks to
+        self._redis: tuple[Any, Any] | None = None  # the embedded Redis (pid, start time)
         if self.embedded:
             state = runtime.ensure(self.settings) if start else runtime.running(self.settings)
             if state is None:
@@ -92,7 +92,7 @@ class Client:
                     "the embedded runtime is not running; start it with `pagekit up`"
                 )
             self.broker_url = state["broker_url"]
-            self._redis_pid = state["redis_pid"]
+            self._redis = _redis_identity(state)
         else:
             self.broker_url = self.settings.broker_url  # type: ignore[assignment]
         self.app = make_app(self.settings, self.broker_url)
@@ -112,10 +112,10 @@ class Client:
             with self._reconnect_lock:
                 if self.app is app:  # no other thread has reconnected meanwhile
                     state = runtime.running(self.settings)
-                    if state is None or state["redis_pid"] == self._redis_pid:
+                    if state is None or _redis_identity(state) == self._redis:
                         raise  # the runtime is down, or it is the same Redis: no restart
                     log.info("reconnecting to the restarted runtime (port %s)", state["redis_port"])
-                    self.broker_url, self._redis_pid = state["broker_url"], state["redis_pid"]
+                    self.broker_url, self._redis = state["broker_url"], _redis_identity(state)
                     # Fresh connections (the old ones are dead). The old app is left open:
                     # another thread may still be using it.
                     self.app = make_app(self.settings, self.broker_url)
@@ -535,7 +535,9 @@ class Client:
         return self._with_broker(lambda: recover(self.store, self.app, self.settings, lost=lost))
 
     def wait_for_workers(self, timeout: float = 60.0) -> list[dict[str, Any]]:
-        return self._with_broker(lambda: runtime.wait_worker(self.broker_url, timeout))
+        return self._with_broker(
+            lambda: runtime.wait_worker(self.broker_url, timeout, settings=self.settings)
+        )
 
 
 def _duplicates_message(source: str, count: int, dups: list[tuple[int, int, int]]) -> str:
@@ -549,6 +551,11 @@ def _duplicates_message(source: str, count: int, dups: list[tuple[int, int, int]
         where = ", ".join(f"its page {index} is page {number}" for index, _, number in dups[:10])
         where = f"{where} and {len(dups) - 10} more" if len(dups) > 10 else where
     return f"{source}: identical content is already in this project: {where}; not stored twice"
+
+
+def _redis_identity(state: dict[str, Any]) -> tuple[Any, Any]:
+    """Which Redis process a runtime state names (a reused pid is another process)."""
+    return state.get("redis_pid"), state.get("redis_started")
 
 
 def _batch_queued(job: dict[str, Any]) -> BatchQueued:

@@ -71,7 +71,7 @@ def run_checks(settings: Settings, *, fix: bool = False) -> Iterator[Check]:
         yield from _check_registered(app)
     elif not settings.broker_url:
         st = runtime.read_state(settings) or {}
-        if runtime.pid_alive(st.get("worker_pid")):
+        if runtime.process(settings, st, "worker") is not None:
             yield Check(
                 "broker url",
                 False,
