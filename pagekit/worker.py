@@ -23,17 +23,17 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
-
-from celery import Celery
-from sqlalchemy import and_, func, or_, select, tuple_, update
-from sqlalchemy.exc import IntegrityError
+from typing import TYPE_CHECKING, Any
 
 from .blobs import BlobStore
 from .config import Settings
-from .contract import ACTIVE, QUEUES, RECOVERY_QUEUE, TASK_PROCESS_PAGE, PageState
+from .contract import QUEUES, RECOVERY_QUEUE, TASK_PROCESS_PAGE, PageState
 from .processing import Cancelled, PageInput, PageResult, process_page
-from .store import Job, JobPage, Page, Project, Store, WorkerBeat, utcnow
+from .store import Store, utcnow
+from .store import workers as rows
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 log = logging.getLogger(__name__)
 
@@ -58,60 +58,26 @@ def claim(
     store: Store, blobs: BlobStore, settings: Settings, job_id: str, page_id: int, worker: str
 ) -> PageWork | None:
     """Claim a page for processing; None when another delivery has it or it is finished."""
-    now = utcnow()
-    with store.write() as s:
-        cancel = s.scalar(select(Job.cancel_requested).where(Job.id == job_id))
-        if cancel is None:
-            return None  # a stale message for a job that no longer exists
-        this = (JobPage.job_id == job_id) & (JobPage.page_id == page_id)
-        if cancel:
-            moved = s.execute(
-                update(JobPage)
-                .where(this, JobPage.state.in_(ACTIVE))
-                .values(state=PageState.CANCELLED, finished_at=now, heartbeat_at=None)
-            ).rowcount
-            if moved:
-                _set_page(s, job_id, page_id, status=PageState.CANCELLED, finished_at=now)
-            return None
-        claimable = (JobPage.state == PageState.QUEUED) | (
-            (JobPage.state == PageState.PROCESSING)
-            & (func.coalesce(JobPage.heartbeat_at, JobPage.started_at) < _stale(settings, now))
-        )
-        moved = s.execute(
-            update(JobPage)
-            .where(this, claimable, JobPage.attempts < settings.max_attempts)
-            .values(
-                state=PageState.PROCESSING,
-                attempts=JobPage.attempts + 1,
-                worker=worker,
-                started_at=now,
-                heartbeat_at=now,
-            )
-        ).rowcount
-        if not moved:
-            jp = s.get(JobPage, (job_id, page_id))
-            if jp is None or jp.state not in ACTIVE or jp.attempts < settings.max_attempts:
-                return None  # finished, cancelled, or held by a live worker
-            give_up = gave_up_message(jp.attempts, jp.last_error, settings)
-        else:
-            give_up = None
-            _set_page(
-                s, job_id, page_id, status=PageState.PROCESSING, started_at=now, worker=worker
-            )
-            page = s.get(Page, page_id)
-            assert page is not None
-            project = s.get(Project, page.project_id)
-            steps = tuple(project.steps or ()) if project else ()
-            label, kind, blob = _label(page), page.kind, page.blob
-    if give_up is not None:
+    got = rows.claim_page(
+        store,
+        job_id,
+        page_id,
+        worker,
+        stale_before=_stale(settings, utcnow()),
+        max_attempts=settings.max_attempts,
+    )
+    if got is None:
+        return None
+    if isinstance(got, rows.OutOfAttempts):
+        give_up = gave_up_message(got.attempts, got.last_error, settings)
         finish(store, job_id, page_id, PageState.FAILED, error=give_up)
         return None
     inp = PageInput(
         page_id=page_id,
-        kind=kind,
-        data=blobs.get(blob),
-        source=label,
-        steps=steps,
+        kind=got.kind,
+        data=blobs.get(got.blob),
+        source=got.label,
+        steps=got.steps,
         lang=settings.ocr_lang,
         tessdata=settings.tessdata,
         render_dpi=settings.render_dpi,
@@ -120,17 +86,6 @@ def claim(
         time_limit=settings.page_time_limit,
     )
     return PageWork(job_id, page_id, inp)
-
-
-def _set_page(s: Any, job_id: str, page_id: int, **values: Any) -> None:
-    """Mirror a job page's state on the page row, unless a later job took the page."""
-    s.execute(update(Page).where(Page.id == page_id, Page.job_id == job_id).values(**values))
-
-
-def _label(page: Page) -> str:
-    if page.kind == "pdf" or page.source_index:
-        return f"{page.source} page {page.source_index + 1}"
-    return page.source
 
 
 def gave_up_message(attempts: int, last_error: str | None, settings: Settings) -> str:
@@ -160,9 +115,7 @@ def run(
 
     def should_stop() -> bool:
         if time.monotonic() - checked[0] >= 1.0:
-            with store.read() as s:
-                flag = s.scalar(select(Job.cancel_requested).where(Job.id == work.job_id))
-            checked[:] = [time.monotonic(), bool(flag)]
+            checked[:] = [time.monotonic(), rows.cancel_requested(store, work.job_id)]
         return bool(checked[1])
 
     try:
@@ -209,21 +162,7 @@ def finish(
     fields: dict[str, Any] | None = None,
 ) -> bool:
     """Move a job page to a finished state exactly once (idempotent)."""
-    now = utcnow()
-    with store.write() as s:
-        moved = s.execute(
-            update(JobPage)
-            .where(
-                JobPage.job_id == job_id,
-                JobPage.page_id == page_id,
-                JobPage.state.in_(ACTIVE),
-            )
-            .values(state=state, finished_at=now, heartbeat_at=None)
-        ).rowcount
-        if not moved:
-            return False
-        _set_page(s, job_id, page_id, status=state, error=error, finished_at=now, **(fields or {}))
-    return True
+    return rows.finish_page(store, job_id, page_id, state, error=error, fields=fields)
 
 
 # -- heartbeats and recovery -----------------------------------------------------------------
@@ -231,95 +170,32 @@ def finish(
 
 def beat(store: Store, worker: str, held: Iterable[tuple[str, int]], **info: Any) -> None:
     """Record that ``worker`` is alive and still holds the pages ``held``."""
-    now = utcnow()
-    held = list(held)
-    with store.write() as s:
-        if held:
-            s.execute(
-                update(JobPage)
-                .where(
-                    tuple_(JobPage.job_id, JobPage.page_id).in_(held),
-                    JobPage.state.in_(ACTIVE),
-                )
-                .values(heartbeat_at=now, worker=worker)
-            )
-        seen = s.execute(
-            update(WorkerBeat).where(WorkerBeat.name == worker).values(heartbeat_at=now, **info)
-        ).rowcount
-    if not seen:
-        try:
-            with store.write() as s:
-                s.add(WorkerBeat(name=worker, started_at=now, heartbeat_at=now, **info))
-        except IntegrityError:  # two processes with one name: either row will do
-            pass
+    rows.beat(store, worker, held, **info)
 
 
 def forget_worker(store: Store, worker: str) -> None:
     """A worker that stops cleanly says goodbye (so `wait()` knows it is gone)."""
-    with store.write() as s:
-        s.execute(WorkerBeat.__table__.delete().where(WorkerBeat.name == worker))
+    rows.forget_worker(store, worker)
 
 
 def live_workers(store: Store, within: float) -> list[str]:
     """Names of workers that sent a heartbeat in the last ``within`` seconds."""
-    since = utcnow() - timedelta(seconds=within)
-    with store.read() as s:
-        return list(s.scalars(select(WorkerBeat.name).where(WorkerBeat.heartbeat_at >= since)))
-
-
-def orphan_condition(settings: Settings, now: datetime) -> Any:
-    """Active job pages whose holder stopped sending heartbeats."""
-    stale = _stale(settings, now)
-    return or_(
-        and_(
-            JobPage.state == PageState.PROCESSING,
-            func.coalesce(JobPage.heartbeat_at, JobPage.started_at) < stale,
-        ),
-        and_(JobPage.state == PageState.QUEUED, JobPage.heartbeat_at < stale),
-    )
-
-
-def lost_condition(settings: Settings, now: datetime) -> Any:
-    """Queued pages nobody ever held, waiting longer than a heartbeat timeout.
-
-    Only orphans when the broker's queues are empty: their message was lost (a broker
-    that died before writing it to disk, or a client that died between commit and send).
-    """
-    return and_(
-        JobPage.state == PageState.QUEUED,
-        JobPage.heartbeat_at.is_(None),
-        JobPage.queued_at < _stale(settings, now),
-    )
-
-
-# What recovery needs to know about a job page.
-_ROW = (
-    JobPage.job_id,
-    JobPage.page_id,
-    JobPage.state,
-    JobPage.attempts,
-    JobPage.worker,
-    JobPage.queued_at,
-    JobPage.started_at,
-    JobPage.heartbeat_at,
-)
-
-
-def _rows(store: Store, cond: Any) -> list[dict[str, Any]]:
-    with store.read() as s:
-        rows = s.execute(select(*_ROW).where(cond).order_by(JobPage.queued_at)).all()
-    return [dict(r._mapping) for r in rows]
+    return rows.live_workers(store, utcnow() - timedelta(seconds=within))
 
 
 def orphans(store: Store, settings: Settings) -> list[dict[str, Any]]:
     """Active job pages whose holder stopped sending heartbeats, oldest first."""
-    return _rows(store, orphan_condition(settings, utcnow()))
+    return rows.orphan_rows(store, _stale(settings, utcnow()))
 
 
 def lost_pages(store: Store, app: Celery, settings: Settings) -> list[dict[str, Any]]:
-    """Queued pages whose message is gone: nobody held them and the broker's queues are empty."""
-    rows = _rows(store, lost_condition(settings, utcnow()))
-    return rows if rows and queue_depth(app) == 0 else []
+    """Queued pages whose message is gone: nobody held them and the broker's queues are empty.
+
+    Only then are they orphans: their message was lost (a broker that died before writing
+    it to disk, or a client that died between commit and send).
+    """
+    found = rows.never_held(store, _stale(settings, utcnow()))
+    return found if found and queue_depth(app) == 0 else []
 
 
 def recover(
@@ -341,20 +217,15 @@ def recover(
     from .jobs import send
 
     now = utcnow()
-    cond = orphan_condition(settings, now)
     held: set[tuple[str, int]] = set()
+    dropped_by = beat_before = None
     if mine is not None:
-        worker, held = mine[0], set(mine[1])
-        grace = now - timedelta(seconds=2 * settings.heartbeat_interval)
-        cond = or_(
-            cond,
-            and_(
-                JobPage.worker == worker,
-                JobPage.state.in_(ACTIVE),
-                JobPage.heartbeat_at < grace,
-            ),
-        )
-    candidates = [r for r in _rows(store, cond) if _key(r) not in held] + list(lost)
+        dropped_by, held = mine[0], set(mine[1])
+        beat_before = now - timedelta(seconds=2 * settings.heartbeat_interval)
+    found = rows.orphan_rows(
+        store, _stale(settings, now), dropped_by=dropped_by, beat_before=beat_before
+    )
+    candidates = [r for r in found if _key(r) not in held] + list(lost)
     moved: list[tuple[str, int]] = []
     failed = 0
     seen: set[tuple[str, int]] = set()
@@ -363,39 +234,13 @@ def recover(
         if key in seen:
             continue
         seen.add(key)
-        this = (JobPage.job_id == row["job_id"]) & (JobPage.page_id == row["page_id"])
-        still = (JobPage.state == row["state"]) & _same(JobPage.heartbeat_at, row["heartbeat_at"])
-        if row["state"] == PageState.PROCESSING:
-            still = still & (JobPage.attempts == row["attempts"])
-        note = _lost_note(row, settings, now) if row["state"] == PageState.PROCESSING else None
-        with store.write() as s:
-            if row["state"] == PageState.PROCESSING and row["attempts"] >= settings.max_attempts:
-                error = gave_up_message(row["attempts"], note, settings)
-                ok = s.execute(
-                    update(JobPage)
-                    .where(this, still)
-                    .values(
-                        state=PageState.FAILED, finished_at=now, heartbeat_at=None, last_error=note
-                    )
-                ).rowcount
-                if ok:
-                    _set_page(s, *key, status=PageState.FAILED, error=error, finished_at=now)
-                    failed += 1
-                continue
-            ok = s.execute(
-                update(JobPage)
-                .where(this, still)
-                .values(
-                    state=PageState.QUEUED,
-                    queued_at=now,
-                    heartbeat_at=None,
-                    worker=None,
-                    last_error=note if note else JobPage.last_error,
-                )
-            ).rowcount
-            if ok:
-                _set_page(s, *key, status=PageState.QUEUED, worker=None)
-                moved.append(key)
+        running = row["state"] == PageState.PROCESSING
+        note = _lost_note(row, settings, now) if running else None
+        if running and row["attempts"] >= settings.max_attempts:
+            error = gave_up_message(row["attempts"], note, settings)
+            failed += rows.give_up(store, row, note, error)
+        elif rows.requeue(store, row, note):
+            moved.append(key)
     by_job: dict[str, list[int]] = {}
     for job_id, page_id in moved:
         by_job.setdefault(job_id, []).append(page_id)
@@ -409,10 +254,6 @@ def recover(
 
 def _key(row: dict[str, Any]) -> tuple[str, int]:
     return row["job_id"], row["page_id"]
-
-
-def _same(column: Any, value: Any) -> Any:
-    return column.is_(None) if value is None else column == value
 
 
 def _lost_note(row: dict[str, Any], settings: Settings, now: datetime) -> str:

@@ -1,0 +1,289 @@
+"""The worker side's queries: claim a page, finish it once, heartbeats, orphans.
+
+Each state change is one conditional UPDATE and its row count is the answer, so two
+workers, a redelivered message, a cancel and a recovery can race in any order, on
+SQLite and PostgreSQL alike (docs/design.md). :mod:`pagekit.worker` decides when to call
+them; nothing here reads settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+
+from ..contract import ACTIVE, PageState
+from . import Job, JobPage, Page, Project, Store, WorkerBeat, utcnow
+
+
+@dataclass
+class Claimed:
+    """A page this worker now runs: what it needs to load and process it."""
+
+    label: str
+    kind: str
+    blob: str
+    steps: tuple[str, ...]
+
+
+@dataclass
+class OutOfAttempts:
+    """A page that kept losing its worker: fail it instead of running it again."""
+
+    attempts: int
+    last_error: str | None
+
+
+def claim_page(
+    store: Store,
+    job_id: str,
+    page_id: int,
+    worker: str,
+    *,
+    stale_before: datetime,
+    max_attempts: int,
+) -> Claimed | OutOfAttempts | None:
+    """``queued -> processing`` (or a ``processing`` page whose heartbeat stopped).
+
+    None when another delivery holds the page, it is finished, or its job is gone; a
+    page of a cancelled job is cancelled here.
+    """
+    now = utcnow()
+    with store.write() as s:
+        cancel = s.scalar(select(Job.cancel_requested).where(Job.id == job_id))
+        if cancel is None:
+            return None  # a stale message for a job that no longer exists
+        this = (JobPage.job_id == job_id) & (JobPage.page_id == page_id)
+        if cancel:
+            moved = s.execute(
+                update(JobPage)
+                .where(this, JobPage.state.in_(ACTIVE))
+                .values(state=PageState.CANCELLED, finished_at=now, heartbeat_at=None)
+            ).rowcount
+            if moved:
+                _set_page(s, job_id, page_id, status=PageState.CANCELLED, finished_at=now)
+            return None
+        claimable = (JobPage.state == PageState.QUEUED) | (
+            (JobPage.state == PageState.PROCESSING)
+            & (func.coalesce(JobPage.heartbeat_at, JobPage.started_at) < stale_before)
+        )
+        moved = s.execute(
+            update(JobPage)
+            .where(this, claimable, JobPage.attempts < max_attempts)
+            .values(
+                state=PageState.PROCESSING,
+                attempts=JobPage.attempts + 1,
+                worker=worker,
+                started_at=now,
+                heartbeat_at=now,
+            )
+        ).rowcount
+        if not moved:
+            jp = s.get(JobPage, (job_id, page_id))
+            if jp is None or jp.state not in ACTIVE or jp.attempts < max_attempts:
+                return None  # finished, cancelled, or held by a live worker
+            return OutOfAttempts(jp.attempts, jp.last_error)
+        _set_page(s, job_id, page_id, status=PageState.PROCESSING, started_at=now, worker=worker)
+        page = s.get(Page, page_id)
+        assert page is not None
+        project = s.get(Project, page.project_id)
+        steps = tuple(project.steps or ()) if project else ()
+        return Claimed(_label(page), page.kind, page.blob, steps)
+
+
+def _set_page(s: Any, job_id: str, page_id: int, **values: Any) -> None:
+    """Mirror a job page's state on the page row, unless a later job took the page."""
+    s.execute(update(Page).where(Page.id == page_id, Page.job_id == job_id).values(**values))
+
+
+def _label(page: Page) -> str:
+    if page.kind == "pdf" or page.source_index:
+        return f"{page.source} page {page.source_index + 1}"
+    return page.source
+
+
+def cancel_requested(store: Store, job_id: str) -> bool:
+    with store.read() as s:
+        return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def finish_page(
+    store: Store,
+    job_id: str,
+    page_id: int,
+    state: str,
+    *,
+    error: str | None = None,
+    fields: dict[str, Any] | None = None,
+) -> bool:
+    """Move a job page to a finished state exactly once; False if it already was."""
+    now = utcnow()
+    with store.write() as s:
+        moved = s.execute(
+            update(JobPage)
+            .where(
+                JobPage.job_id == job_id,
+                JobPage.page_id == page_id,
+                JobPage.state.in_(ACTIVE),
+            )
+            .values(state=state, finished_at=now, heartbeat_at=None)
+        ).rowcount
+        if not moved:
+            return False
+        _set_page(s, job_id, page_id, status=state, error=error, finished_at=now, **(fields or {}))
+    return True
+
+
+# -- heartbeats ------------------------------------------------------------------------------
+
+
+def beat(store: Store, worker: str, held: Iterable[tuple[str, int]], **info: Any) -> None:
+    """Record that ``worker`` is alive and still holds the pages ``held``."""
+    now = utcnow()
+    held = list(held)
+    with store.write() as s:
+        if held:
+            s.execute(
+                update(JobPage)
+                .where(
+                    tuple_(JobPage.job_id, JobPage.page_id).in_(held),
+                    JobPage.state.in_(ACTIVE),
+                )
+                .values(heartbeat_at=now, worker=worker)
+            )
+        seen = s.execute(
+            update(WorkerBeat).where(WorkerBeat.name == worker).values(heartbeat_at=now, **info)
+        ).rowcount
+    if not seen:
+        try:
+            with store.write() as s:
+                s.add(WorkerBeat(name=worker, started_at=now, heartbeat_at=now, **info))
+        except IntegrityError:  # two processes with one name: either row will do
+            pass
+
+
+def forget_worker(store: Store, worker: str) -> None:
+    with store.write() as s:
+        s.execute(WorkerBeat.__table__.delete().where(WorkerBeat.name == worker))
+
+
+def live_workers(store: Store, since: datetime) -> list[str]:
+    """Names of workers that sent a heartbeat at or after ``since``."""
+    with store.read() as s:
+        return list(s.scalars(select(WorkerBeat.name).where(WorkerBeat.heartbeat_at >= since)))
+
+
+# -- orphans -----------------------------------------------------------------------------------
+
+# What recovery needs to know about a job page.
+_ROW = (
+    JobPage.job_id,
+    JobPage.page_id,
+    JobPage.state,
+    JobPage.attempts,
+    JobPage.worker,
+    JobPage.queued_at,
+    JobPage.started_at,
+    JobPage.heartbeat_at,
+)
+
+
+def _orphaned(stale_before: datetime) -> Any:
+    """Active job pages whose holder stopped sending heartbeats."""
+    return or_(
+        and_(
+            JobPage.state == PageState.PROCESSING,
+            func.coalesce(JobPage.heartbeat_at, JobPage.started_at) < stale_before,
+        ),
+        and_(JobPage.state == PageState.QUEUED, JobPage.heartbeat_at < stale_before),
+    )
+
+
+def _rows(store: Store, cond: Any) -> list[dict[str, Any]]:
+    with store.read() as s:
+        rows = s.execute(select(*_ROW).where(cond).order_by(JobPage.queued_at)).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def orphan_rows(
+    store: Store,
+    stale_before: datetime,
+    *,
+    dropped_by: str | None = None,
+    beat_before: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Orphans, oldest first; with ``dropped_by``, also active pages that worker marked
+    as its own and has not beaten since ``beat_before`` (its pool lost the process)."""
+    cond = _orphaned(stale_before)
+    if dropped_by is not None:
+        cond = or_(
+            cond,
+            and_(
+                JobPage.worker == dropped_by,
+                JobPage.state.in_(ACTIVE),
+                JobPage.heartbeat_at < beat_before,
+            ),
+        )
+    return _rows(store, cond)
+
+
+def never_held(store: Store, queued_before: datetime) -> list[dict[str, Any]]:
+    """Queued pages nobody ever held, queued before ``queued_before``."""
+    return _rows(
+        store,
+        and_(
+            JobPage.state == PageState.QUEUED,
+            JobPage.heartbeat_at.is_(None),
+            JobPage.queued_at < queued_before,
+        ),
+    )
+
+
+def _unchanged(row: dict[str, Any]) -> Any:
+    """The job page of ``row``, only if it is still as ``row`` saw it."""
+    this = (JobPage.job_id == row["job_id"]) & (JobPage.page_id == row["page_id"])
+    hb = JobPage.heartbeat_at
+    same_beat = hb.is_(None) if row["heartbeat_at"] is None else hb == row["heartbeat_at"]
+    still = this & (JobPage.state == row["state"]) & same_beat
+    if row["state"] == PageState.PROCESSING:
+        still = still & (JobPage.attempts == row["attempts"])
+    return still
+
+
+def requeue(store: Store, row: dict[str, Any], note: str | None) -> bool:
+    """Put an orphan back in ``queued``, if nobody changed it since it was read."""
+    key = (row["job_id"], row["page_id"])
+    with store.write() as s:
+        ok = s.execute(
+            update(JobPage)
+            .where(_unchanged(row))
+            .values(
+                state=PageState.QUEUED,
+                queued_at=utcnow(),
+                heartbeat_at=None,
+                worker=None,
+                last_error=note if note else JobPage.last_error,
+            )
+        ).rowcount
+        if ok:
+            _set_page(s, *key, status=PageState.QUEUED, worker=None)
+    return bool(ok)
+
+
+def give_up(store: Store, row: dict[str, Any], note: str | None, error: str) -> bool:
+    """Fail an orphan that used up its attempts, if nobody changed it since it was read."""
+    key = (row["job_id"], row["page_id"])
+    now = utcnow()
+    with store.write() as s:
+        ok = s.execute(
+            update(JobPage)
+            .where(_unchanged(row))
+            .values(state=PageState.FAILED, finished_at=now, heartbeat_at=None, last_error=note)
+        ).rowcount
+        if ok:
+            _set_page(s, *key, status=PageState.FAILED, error=error, finished_at=now)
+    return bool(ok)
