@@ -1,4 +1,4 @@
-"""``pagekit demo`` (``make demo``): the main job end to end on the embedded runtime.
+"""The demo (``pagekit demo``, ``make demo``): the main job end to end on the embedded runtime.
 
 Starts the runtime, creates a project from the sample pages shipped with pagekit,
 processes every pending page with a live progress bar, prints a summary and the job contract
@@ -8,21 +8,23 @@ status JSON, and writes a CSV.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
-from typing import TextIO
-
-import click
+from typing import TYPE_CHECKING, TextIO
 
 from . import samples
-from .client import Client
+from .contract import DEMO_COLUMNS
+
+if TYPE_CHECKING:
+    from .client import Client
 
 
 def run(client: Client, csv_path: Path, out: TextIO | None = None) -> dict:
     """Run the demo on ``client``; returns the final job contract status."""
 
     def say(msg: str = "") -> None:
-        click.echo(msg, file=out)
+        print(msg, file=out or sys.stdout, flush=True)
 
     say(f"pagekit demo: data in {client.settings.home_abs}")
     say("Waiting for the local worker to answer...")
@@ -38,11 +40,7 @@ def run(client: Client, csv_path: Path, out: TextIO | None = None) -> dict:
     final = client.wait(job["task_id"])
     df = client.pages(project)
     say()
-    say(
-        df[["page_number", "source", "status", "words", "confidence", "engine"]].to_string(
-            index=False, float_format=lambda v: f"{v:.1f}"
-        )
-    )
+    say(df[list(DEMO_COLUMNS)].to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     say()
     shown = dict(final, result=dict(final["result"], results=f"[{len(df)} pages]"))
     say("Completed status (job contract JSON, results abbreviated):")
@@ -53,14 +51,3 @@ def run(client: Client, csv_path: Path, out: TextIO | None = None) -> dict:
     say("Next: `.venv/bin/pagekit dashboard` (or `make dashboard`) opens the web dashboard;")
     say("      `.venv/bin/pagekit down` (or `make down`) stops the runtime.")
     return final
-
-
-@click.command("demo")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("demo-results.csv"))
-@click.pass_context
-def demo_command(ctx: click.Context, output: Path) -> None:
-    """Process the shipped sample pages end to end (what `make demo` runs)."""
-    client = Client(home=ctx.ensure_object(dict).get("home"))
-    final = run(client, output)
-    if final["status"] != "completed":
-        ctx.exit(1)

@@ -1,4 +1,4 @@
-"""Monitoring with Flower: ``pagekit flower`` runs it against pagekit's Celery app.
+"""Monitoring with Flower: how ``pagekit flower`` runs it against pagekit's Celery app.
 
 Flower listens on loopback only and always asks for a password (basic auth): it shows
 task arguments and can shut workers down, so it must never be open. The credentials are
@@ -15,8 +15,6 @@ import os
 import secrets
 import sys
 from pathlib import Path
-
-import click
 
 from .config import Settings
 from .errors import ConfigError, RuntimeUnavailable
@@ -82,7 +80,8 @@ def flower_env(settings: Settings, broker_url: str, user: str, password: str) ->
     return env
 
 
-def _broker(settings: Settings) -> str:
+def watched_broker(settings: Settings) -> str:
+    """The broker Flower watches: ``PAGEKIT_BROKER_URL``, else the running runtime's."""
     if settings.broker_url:
         return settings.broker_url
     from .runtime import running
@@ -94,29 +93,3 @@ def _broker(settings: Settings) -> str:
             "to monitor; start it with `pagekit up` (or set PAGEKIT_BROKER_URL)"
         )
     return str(state["broker_url"])
-
-
-@click.command("flower")
-@click.option("--port", type=int, default=None, help="Port (default: $PAGEKIT_FLOWER_PORT, 5555).")
-@click.pass_context
-def flower_command(ctx: click.Context, port: int | None) -> None:
-    """Run Flower (Celery's monitor) on loopback, with a password, in the foreground."""
-    try:
-        import flower  # noqa: F401
-    except ImportError as exc:
-        raise click.ClickException(
-            "Flower is not installed: pip install 'pagekit[monitor]'"
-        ) from exc
-    settings = Settings.from_env(home=ctx.ensure_object(dict).get("home"))
-    if port is not None:
-        settings = settings.with_(flower_port=port)
-    broker = _broker(settings)
-    user, password, stored = credentials(settings)
-    where = f"stored in {stored}" if stored else "from PAGEKIT_FLOWER_PASSWORD"
-    click.echo(f"Flower: {flower_url(settings)}")
-    click.echo(f"  user:     {user}")
-    click.echo(f"  password: {password}  ({where})")
-    click.echo("Stop it with Ctrl-C.", err=True)
-    sys.stdout.flush()
-    cmd = flower_command_line(settings.flower_port)
-    os.execvpe(cmd[0], cmd, flower_env(settings, broker, user, password))

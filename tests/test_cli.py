@@ -5,23 +5,41 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import textwrap
 import uuid
 from pathlib import Path
 
+import pytest
+import tomllib
+
 from pagekit import _pagegen as gen
 from pagekit import samples
+from pagekit.cli import COMMANDS
+from pagekit.cli.group import EXTRAS
 from pagekit.client import Client
 
 BIN = Path(sys.executable).parent
+# What a command that never touches a page must not pay for at start-up.
+HEAVY = ("celery", "kombu", "sqlalchemy", "pandas", "fastapi", "uvicorn", "voila", "PIL")
 
 
-def run(home: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PAGEKIT_HOME=str(home))
+def run(home: Path, *args: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PAGEKIT_HOME=str(home), **env)
     return subprocess.run(
         [str(BIN / args[0]), *args[1:]], env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def one_error_line(out: subprocess.CompletedProcess) -> str:
+    """The single line a failed command printed on stderr (never a traceback)."""
+    assert "Traceback" not in out.stderr, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+    return lines[0]
 
 
 def test_project_add_process_status_export_from_a_terminal(
@@ -89,3 +107,147 @@ def test_celery_command_line_sees_pagekits_app(client: Client, runtime_home: Pat
     ping = run(runtime_home, "celery", "-A", "pagekit.celery_app", "inspect", "ping", timeout=60)
     assert ping.returncode == 0, ping.stderr
     assert "local@" in ping.stdout and "pong" in ping.stdout
+
+
+# -- start-up: commands load lazily, settings are read when a command needs them ----------
+
+
+def test_help_loads_no_heavy_module_and_lists_every_command(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from pagekit.cli import COMMANDS, main
+        for args in (["--help"], ["--version"], *([c, "--help"] for c in COMMANDS)):
+            try:
+                main(args, prog_name="pagekit")
+            except SystemExit as exc:
+                assert exc.code == 0, (args, exc.code)
+        print("loaded:", *[m for m in {HEAVY!r} if m in sys.modules])
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "loaded:", out.stdout.splitlines()[-1]
+    listed = re.findall(r"^  (\S+)  ", out.stdout.split("Commands:")[1], flags=re.M)
+    assert sorted(set(listed) & set(COMMANDS)) == sorted(COMMANDS)
+    for name in ("up", "add", "process", "export", "serve", "dashboard", "flower", "token"):
+        assert f"Usage: pagekit {name} " in out.stdout
+
+
+def test_a_bad_setting_spoils_only_the_commands_that_read_it(tmp_path: Path) -> None:
+    helped = run(tmp_path, "pagekit", "--help", PAGEKIT_WORKERS="two")
+    assert helped.returncode == 0 and "Usage: pagekit" in helped.stdout, helped.stderr
+    assert helped.stderr == ""
+    listed = run(tmp_path, "pagekit", "pages", "letters", PAGEKIT_WORKERS="two")
+    assert listed.returncode == 2
+    assert one_error_line(listed).startswith("error: PAGEKIT_WORKERS='two' is not a number")
+
+
+# -- errors: one line, never a traceback ----------------------------------------------------
+
+
+def test_errors_the_client_raises_are_one_line_with_their_exit_code(
+    client: Client, runtime_home: Path
+) -> None:
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    client.create_project(name)
+    (added,) = client.add_pages(
+        name, [("p.png", gen.image_bytes(gen.text_image("Page one"), "PNG"))]
+    )
+    assert added["status"] == "added"
+
+    unknown = run(runtime_home, "pagekit", "pages", name, "--status", "finished")
+    assert unknown.returncode == 2 and "finished" in one_error_line(unknown)
+    bad_spec = run(runtime_home, "pagekit", "process", name, "--pages", "1-x")
+    assert bad_spec.returncode == 2 and "1-x" in one_error_line(bad_spec)
+    no_page = run(runtime_home, "pagekit", "process", name, "--pages", "7")
+    assert no_page.returncode == 2 and "7" in one_error_line(no_page)
+    assert client.count_pages(name, "queued") == 0  # nothing was queued by mistake
+    no_project = run(runtime_home, "pagekit", "pages", "no-such-project-here")
+    assert no_project.returncode == 4 and "no such project" in one_error_line(no_project)
+
+
+def test_an_unexpected_error_is_one_line_unless_debugging(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    home = tmp_path / "a-file" / "home"  # the database cannot be created under a file
+    out = run(home, "pagekit", "token", "list")
+    assert out.returncode == 1
+    line = one_error_line(out)
+    assert line.startswith("error: internal error: NotADirectoryError: ")
+    assert line.endswith("(set PAGEKIT_DEBUG=1 for the traceback)")
+
+    debug = run(home, "pagekit", "token", "list", PAGEKIT_DEBUG="1")
+    assert debug.returncode == 1
+    assert "Traceback" in debug.stderr and "NotADirectoryError" in debug.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "missing", "extra"),
+    [
+        (["serve"], ["uvicorn", "fastapi"], "api"),
+        (["dashboard"], ["voila"], "notebook"),
+        (["flower"], ["flower"], "monitor"),
+        (["report", "letters", "--notebook"], ["papermill", "nbconvert"], "notebook"),
+    ],
+)
+def test_a_missing_extra_names_the_extra_to_install(
+    tmp_path: Path, args: list[str], missing: list[str], extra: str
+) -> None:
+    # As if the extra were not installed: importing its modules fails (tests/
+    # test_base_install.py checks the same in a real environment without extras).
+    code = textwrap.dedent(
+        f"""
+        import sys
+        for name in {missing!r}:
+            sys.modules[name] = None
+        from pagekit.cli import main
+        main({args!r}, prog_name="pagekit")
+        """
+    )
+    env = dict(os.environ, PAGEKIT_HOME=str(tmp_path / "home"))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.returncode == 1
+    assert one_error_line(out) == (
+        f"error: pagekit {args[0]} needs the {extra} extra: pip install 'pagekit[{extra}]'"
+    )
+    assert not (tmp_path / "home" / "runtime").exists()  # it said so before starting anything
+
+
+def test_every_optional_dependency_has_its_extra_named() -> None:
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    optional = pyproject["project"]["optional-dependencies"]
+    for extra in ("api", "notebook", "monitor", "postgres"):
+        for req in optional[extra]:
+            module = re.match(r"[A-Za-z0-9_.-]+", req)[0].lower().replace("-", "_")  # type: ignore[index]
+            assert EXTRAS.get(module) == extra, f"{req} (pagekit[{extra}])"
+
+
+def test_ctrl_c_stops_a_wait_quietly(client: Client, runtime_home: Path) -> None:
+    proj = client.create_project(f"cli-{uuid.uuid4().hex[:8]}", ["slow"])
+    texts = [f"Slow page {i}" for i in range(4)]
+    client.add_pages(proj, [(f"{i}.png", gen.image_bytes(gen.text_image(t), "PNG"))
+                            for i, t in enumerate(texts)])  # fmt: skip
+    job = client.process_pending(proj)
+    env = dict(os.environ, PAGEKIT_HOME=str(runtime_home))
+    waiting = subprocess.Popen(
+        [str(BIN / "pagekit"), "task", "wait", job["task_id"]],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert waiting.stderr is not None
+        first = waiting.stderr.readline()  # the progress bar's first line: it is waiting
+        assert "Processing page" in first or "queued" in first.lower(), first
+        waiting.send_signal(signal.SIGINT)
+        _, rest = waiting.communicate(timeout=30)
+    finally:
+        waiting.kill()
+        client.cancel(job["task_id"])
+    assert waiting.returncode == 130
+    assert "Traceback" not in rest and "Aborted" not in rest and "error" not in rest

@@ -1,0 +1,115 @@
+"""The ``pagekit`` group: commands imported when they run, errors as one line.
+
+A command's module is imported only when that command (or its help) is asked for, so
+``pagekit --help`` needs nothing but click, and a base install without the optional
+extras runs every command that does not need them. Whatever goes wrong, the user reads
+one line on stderr, never a traceback:
+
+- a :class:`~pagekit.errors.PagekitError`: ``error: <message>``, its ``exit_code``;
+- a missing optional dependency: which extra to install, exit code 1;
+- anything else: ``error: internal error: ...``, exit code 1 (``PAGEKIT_DEBUG=1``
+  re-raises it, traceback and all);
+- Ctrl-C: nothing, exit code 130.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, NoReturn
+
+import click
+
+from ..errors import PagekitError
+from .context import CliContext, debug_requested
+
+# The top-level module of each optional dependency -> the extra that installs it
+# (pyproject.toml's [project.optional-dependencies]).
+EXTRAS = {
+    "fastapi": "api",
+    "uvicorn": "api",
+    "multipart": "api",
+    "python_multipart": "api",
+    "starlette": "api",
+    "pydantic": "api",
+    "voila": "notebook",
+    "ipywidgets": "notebook",
+    "ipykernel": "notebook",
+    "nbclient": "notebook",
+    "nbconvert": "notebook",
+    "nbformat": "notebook",
+    "papermill": "notebook",
+    "jupyter_client": "notebook",
+    "traitlets": "notebook",
+    "flower": "monitor",
+    "psycopg": "postgres",
+}
+
+INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
+def missing_extra(exc: ImportError) -> str | None:
+    """The extra that provides the module ``exc`` could not import, if it is optional."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    return EXTRAS.get(exc.name.split(".")[0])
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are ``"module:attribute"`` names, imported on demand
+    (click's "Lazily Loading Subcommands")."""
+
+    def __init__(self, *args: Any, lazy_commands: dict[str, str], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = lazy_commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.lazy_commands:
+            return super().get_command(ctx, cmd_name)
+        module, _, attr = self.lazy_commands[cmd_name].partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # click's own: usage errors, ctx.exit(), --help
+        except KeyboardInterrupt:
+            ctx.exit(INTERRUPTED)
+        except PagekitError as exc:
+            fail(ctx, str(exc), exc.exit_code)
+        except ImportError as exc:
+            extra = missing_extra(exc)
+            if extra is None:
+                unexpected(ctx, exc)
+            else:
+                what = f"pagekit {ctx.invoked_subcommand or ''}".strip()
+                fail(ctx, f"{what} needs the {extra} extra: pip install 'pagekit[{extra}]'", 1)
+        except Exception as exc:
+            unexpected(ctx, exc)
+        finally:
+            if isinstance(ctx.obj, CliContext):
+                ctx.obj.close()
+
+
+def fail(ctx: click.Context, message: str, exit_code: int) -> NoReturn:
+    click.secho(f"error: {one_line(message)}", fg="red", err=True)
+    ctx.exit(exit_code)
+
+
+def unexpected(ctx: click.Context, exc: BaseException) -> NoReturn:
+    debug = ctx.obj.debug if isinstance(ctx.obj, CliContext) else debug_requested()
+    if debug:
+        raise exc
+    fail(
+        ctx,
+        f"internal error: {type(exc).__name__}: {exc} (set PAGEKIT_DEBUG=1 for the traceback)",
+        1,
+    )
