@@ -107,6 +107,15 @@ PAGE_SUMMARY_COLUMNS: tuple[str, ...] = (
     "confidence",
     "error",
 )
+# The table ``make demo`` prints.
+DEMO_COLUMNS: tuple[str, ...] = (
+    "page_number",
+    "source",
+    "status",
+    "words",
+    "confidence",
+    "engine",
+)
 # One row of the manifest.csv in a text zip export.
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "page_number",
@@ -138,6 +147,11 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "worker",
     "finished_at",
 )
+
+
+# Export formats (``Client.export``, ``pagekit export --format``) and the report's page cap.
+EXPORT_FORMATS: tuple[str, ...] = ("csv", "jsonl", "parquet", "xlsx", "zip")
+REPORT_MAX_PAGES = 1000
 
 
 # -- response shapes ---------------------------------------------------------------------

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
 from markupsafe import Markup
 
-from .contract import FINISHED, PAGE_STATES, PageState
+from .contract import FINISHED, PAGE_STATES, REPORT_MAX_PAGES, PageState
 from .errors import PagekitError
 from .store import reporting, utcnow
 
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from .client import ProjectRef
 
 # Rows of the per-page table (with a thumbnail each, ~4 KB): about 4 MB of HTML.
-MAX_PAGES = 1000
+MAX_PAGES = REPORT_MAX_PAGES
 # Failed pages listed with their errors; a project where more fail has one bigger problem.
 MAX_FAILED = 500
 # Page rows read from the store per round trip while the page table streams.

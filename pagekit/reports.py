@@ -20,7 +20,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .contract import FINISHED, MANIFEST_COLUMNS, RESULT_COLUMNS, RUNNING_JOB, PageState
+from .contract import (
+    EXPORT_FORMATS,
+    FINISHED,
+    MANIFEST_COLUMNS,
+    RESULT_COLUMNS,
+    RUNNING_JOB,
+    PageState,
+)
 from .errors import PagekitError
 from .store import reporting
 from .store.reporting import result_row as page_row
@@ -311,4 +318,5 @@ _WRITERS: dict[str, Callable[[_Source, Path], None]] = {
     "zip": _write_text_zip,
 }
 _ALIASES = {"excel": "xlsx", "ndjson": "jsonl", "text": "zip"}
-FORMATS = tuple(_WRITERS)
+FORMATS = EXPORT_FORMATS
+assert set(_WRITERS) == set(FORMATS), "contract.EXPORT_FORMATS and the writers differ"
