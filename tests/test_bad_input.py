@@ -49,7 +49,8 @@ CLI_CASES = [
     (["add", "{p}", "{dir}/a.png", "{dir}/b.png", "--page-number", "3"], 2, "one file"),
     (["add", "{p}", "{dir}/a.png", "--page-number", "-5"], 2, "out of range"),
     (["add", "{p}", "{dir}/a.png", "--page-number", "0"], 2, "out of range"),
-    (["add", "{p}", "{dir}/a.png", "--page-number", "2"], 1, "already used"),
+    # A refused file is an outcome of `add` (the other files go on): exit 5, one line.
+    (["add", "{p}", "{dir}/a.png", "--page-number", "2"], 5, "already used"),
     (["add", "no-such-project-x", "{dir}/a.png"], 4, "no such project"),
     (["process", "{p}", "--pages", "3-x"], 2, "cannot read '3-x'"),
     (["process", "{p}", "--pages", "abc"], 2, "cannot read 'abc'"),
@@ -80,7 +81,7 @@ def test_the_cli_answers_bad_arguments_with_one_line(
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert out.returncode == code, (out.returncode, out.stdout, out.stderr)
     assert "Traceback" not in out.stderr
-    errors = [line for line in lines if line.startswith("error:")]
+    errors = [line for line in lines if line.startswith(("error:", "rejected"))]
     assert len(errors) == 1 and words in errors[0], out.stderr
 
 

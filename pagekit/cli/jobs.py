@@ -26,7 +26,7 @@ def process(
 ) -> None:  # fmt: skip
     """Queue PROJECT's pages for processing; prints the job contract JSON (task_id ...)."""
     client = cli.client()
-    if pages_:
+    if pages_ is not None:
         job = client.process_batch(project, client.page_ids_for_numbers(project, pages_))
     elif retry_failed:
         job = client.retry_failed(project)
