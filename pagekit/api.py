@@ -655,6 +655,31 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return await http_exception_handler(request, exc)
 
 
+def _document_known_steps(app: FastAPI, client: Client) -> None:
+    """List the registered step names in the OpenAPI schema of a new project's ``steps``.
+
+    A name outside the list is refused with 422 (the Client checks); when the steps can
+    only be known on the workers, the schema says nothing.
+    """
+    known = client.known_steps()
+    if known is None:
+        return
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            items = schema["components"]["schemas"]["ProjectIn"]["properties"]["steps"]
+            if known:
+                items["items"]["enum"] = known
+            else:
+                items["maxItems"] = 0
+            items["description"] += " Registered here: " + (", ".join(known) or "none") + "."
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(client: Client | None = None) -> FastAPI:
     """The API app on ``client`` (default: ``Client()`` from the environment)."""
     app = FastAPI(
@@ -677,6 +702,7 @@ def create_app(client: Client | None = None) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     app.include_router(router)
+    _document_known_steps(app, app.state.client)
     return app
 
 

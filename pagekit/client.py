@@ -158,8 +158,19 @@ class Client:
 
     def _checked_steps(self, steps: Any, check: bool) -> list[str]:
         names = validate.step_names(steps)
-        if not names or not check:
-            return names
+        known = self.known_steps() if names and check else None
+        if known is not None:
+            unknown = [n for n in names if n not in known]
+            if unknown:
+                raise UnknownStep(unknown, known)
+        return names
+
+    def known_steps(self) -> list[str] | None:
+        """Custom step names the workers will know, or None when that cannot be told here.
+
+        Loads the ``pagekit.steps`` entry points and ``PAGEKIT_STEP_MODULES`` as a worker
+        does. A step module that imports only on the workers makes it None (not checked).
+        """
         from .processing import import_step_modules, load_entry_points, step_names
 
         load_entry_points()
@@ -167,11 +178,8 @@ class Client:
             import_step_modules(self.settings.step_modules)
         except PagekitError as exc:  # importable on the workers only: cannot check here
             log.warning("not checking step names: %s", exc)
-            return names
-        unknown = [n for n in names if n not in step_names()]
-        if unknown:
-            raise UnknownStep(unknown, step_names())
-        return names
+            return None
+        return step_names()
 
     def project(self, project: ProjectRef) -> dict[str, Any]:
         p = self.store.project(project)

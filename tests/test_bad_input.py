@@ -166,3 +166,20 @@ def test_the_api_answers_the_same_bad_inputs_with_4xx(
     assert r.status_code == code, r.text
     detail = r.json()["detail"]
     assert words.lower() in str(detail).lower(), detail
+
+
+def test_steps_that_only_the_workers_can_import_are_not_refused(client: Client):
+    """With a step module importable only on the workers, names cannot be checked here."""
+    settings = client.settings.with_(step_modules=("only_on_the_workers_xyz",))
+    elsewhere = Client(settings=settings, start=False)
+    assert elsewhere.known_steps() is None
+    made = elsewhere.create_project(f"remote-{uuid.uuid4().hex[:8]}", steps=["dates"])
+    assert made["steps"] == ["dates"]
+
+
+def test_the_openapi_document_lists_the_registered_steps(api) -> None:
+    steps = api.get("/openapi.json").json()["components"]["schemas"]["ProjectIn"]
+    listed = steps["properties"]["steps"]["items"]["enum"]
+    assert {"slow", "crash", "shout"} <= set(listed)
+    r = api.post("/projects", json={"name": uuid.uuid4().hex, "steps": ["slow"]})
+    assert r.status_code == 201 and r.json()["steps"] == ["slow"]
