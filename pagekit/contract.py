@@ -149,6 +149,21 @@ RESULT_COLUMNS: tuple[str, ...] = (
 )
 
 
+# One row of ``Client.jobs()``: a job with its pages counted by outcome.
+JOB_COLUMNS: tuple[str, ...] = (
+    "task_id",
+    "project_id",
+    "kind",
+    "status",
+    "total",
+    *(state.value for state in FINISHED),
+    "created_at",
+    "started_at",
+    "finished_at",
+    "duration_s",
+    "pages_per_min",
+)
+
 # Export formats (``Client.export``, ``pagekit export --format``) and the report's page cap.
 EXPORT_FORMATS: tuple[str, ...] = ("csv", "jsonl", "parquet", "xlsx", "zip")
 REPORT_MAX_PAGES = 1000

@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any
 from .contract import (
     EXPORT_FORMATS,
     FINISHED,
+    JOB_COLUMNS,
     MANIFEST_COLUMNS,
     RESULT_COLUMNS,
     RUNNING_JOB,
@@ -41,10 +42,6 @@ __all__ = ["RESULT_COLUMNS", "JOB_COLUMNS", "FORMATS", "export", "iter_results",
            "jobs_frame", "page_row", "results_frame"]  # fmt: skip
 
 # One row of ``Client.jobs()`` and of the ``jobs`` sheet of the Excel export.
-JOB_COLUMNS: tuple[str, ...] = (
-    "task_id", "project_id", "kind", "status", "total", *map(str, FINISHED),
-    "created_at", "started_at", "finished_at", "duration_s", "pages_per_min",
-)  # fmt: skip
 # Pages read from the store per round trip by every export.
 CHUNK = 500
 
