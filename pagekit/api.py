@@ -11,10 +11,11 @@ locked by another process).
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
-from typing import Annotated, Any, Literal
+from typing import IO, Annotated, Any, Literal
 
 from fastapi import (
     APIRouter,
@@ -52,6 +53,10 @@ from .validate import ID_MAX, NAME_MAX, PRINTABLE, STEP_NAME_MAX
 # Multipart framing and the page_number field around the file; the file itself is
 # checked against max_upload_bytes exactly by ingest.
 FORM_OVERHEAD = 64 * 1024
+# Any other request body (JSON): a batch of BATCH_MAX page ids is ~110 KB, so 1 MiB is
+# ample, and a client cannot make the server read hundreds of MB of JSON.
+BODY_MAX = 1024 * 1024
+UPLOAD_ROUTE = re.compile(r"^/projects/[^/]+/pages/?$")
 BATCH_MAX = 10_000
 TASK_ID_CHARS = set("0123456789abcdefABCDEF-")
 
@@ -459,10 +464,12 @@ async def upload_page(
     limit = client.settings.max_upload_bytes
     upload, page_number = await _read_form(request, limit + FORM_OVERHEAD)
     try:
-        item = (upload.filename or "", await upload.read())
+        # The spooled file itself: ingest reads it in chunks (and not at all when its
+        # size is over the limit), so an upload is never held in memory twice.
+        item = (upload.filename or "", upload.file)
+        code, body = await run_in_threadpool(_add_page, client, project_id, item, page_number)
     finally:
         await upload.close()
-    code, body = await run_in_threadpool(_add_page, client, project_id, item, page_number)
     if code >= 400:
         return JSONResponse(body, status_code=code)
     response.status_code = code
@@ -470,7 +477,7 @@ async def upload_page(
 
 
 def _add_page(
-    client: Client, project_id: int, item: tuple[str, bytes], page_number: int | None
+    client: Client, project_id: int, item: tuple[str, IO[bytes]], page_number: int | None
 ) -> tuple[int, dict[str, Any]]:
     """Add one uploaded file through the Client; the HTTP status and the response body."""
     (out,) = client.add_pages(project_id, [item], page_number=page_number)
@@ -555,6 +562,53 @@ async def _read_form(request: Request, limit: int) -> tuple[UploadFile, int | No
     except HTTPException:
         await form.close()
         raise
+
+
+class BodyLimit:
+    """ASGI middleware: refuse with 413 a request body over ``limit`` bytes, while reading.
+
+    Uploads are exempt: their route streams the body to a temporary file under its own
+    limit (``max_upload_bytes``). Every other body is JSON, read whole by FastAPI.
+    """
+
+    def __init__(self, app: Any, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or (
+            scope["method"] == "POST" and UPLOAD_ROUTE.match(scope["path"])
+        ):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, receive, send)  # before reading a byte
+            return
+        messages, seen = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Any:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Any, receive: Any, send: Any) -> None:
+        detail = (
+            f"request body is over the limit of {self.limit // 1024} KiB; send less (a batch "
+            f"takes at most {BATCH_MAX} page ids), and upload files as multipart/form-data"
+        )
+        await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
 
 
 # -- tasks: the job contract ---------------------------------------------------------------
@@ -693,6 +747,7 @@ def create_app(client: Client | None = None) -> FastAPI:
         ],
     )
     app.state.client = client if client is not None else Client()
+    app.add_middleware(BodyLimit, limit=BODY_MAX)
     app.add_exception_handler(PagekitError, _pagekit_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
 

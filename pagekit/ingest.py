@@ -3,6 +3,10 @@
 The type is sniffed from the bytes (never the name), limits are enforced before anything
 is decoded, PDFs are split into single-page PDFs (pypdf) and multi-page TIFFs into frames.
 A file is accepted whole or refused with one :class:`~pagekit.errors.IngestError`.
+
+Nothing here parses a PDF page's content: pypdf counts and splits pages without decoding
+content streams, so a small PDF whose content inflates to gigabytes costs the caller
+nothing. Workers open pages in PDFium under a memory cap (:mod:`pagekit.processing.pdf`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import pypdfium2 as pdfium
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import NullObject
 
@@ -30,6 +33,9 @@ from .errors import (
 from .processing import images
 
 MiB = 1024 * 1024
+CHUNK = MiB  # file objects are read this much at a time, up to the limit
+# Bidirectional embeddings, overrides and isolates: "cod\u202egnp.exe" shows as "codexe.png".
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 SUPPORTED = "PDF, JPEG, PNG, TIFF, WebP, BMP"
 _DECRYPT_HINT = (
     "remove the password, e.g. `qpdf --decrypt --password=... in.pdf out.pdf`, and add it again"
@@ -61,22 +67,58 @@ def _mib(n: int) -> str:
     return f"{n / MiB:.3g}"
 
 
-def _too_large(name: str, size: int, max_bytes: int) -> FileTooLarge:
+def _too_large(name: str, size: int | None, max_bytes: int) -> FileTooLarge:
+    """``size`` None: a stream read up to the limit, whose full size is not known."""
+    what = "file is over" if size is None else f"file is {_mib(size)} MiB, over"
     return FileTooLarge(
         name,
-        f"file is {_mib(size)} MiB, over the limit of {_mib(max_bytes)} MiB; split it, or "
-        "raise PAGEKIT_MAX_UPLOAD_BYTES",
+        f"{what} the limit of {_mib(max_bytes)} MiB; split it, or raise PAGEKIT_MAX_UPLOAD_BYTES",
         limit=max_bytes,
     )
+
+
+def _remaining(f: IO[bytes]) -> int | None:
+    """Bytes left from the file object's position, or None if it cannot seek."""
+    try:
+        if not f.seekable():
+            return None
+        here = f.tell()
+        end = f.seek(0, os.SEEK_END)
+        f.seek(here)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return max(0, end - here)
+
+
+def _read_limited(f: IO[bytes], name: str, max_bytes: int | None) -> bytes:
+    """Read a file object in chunks; refuse it as soon as it passes ``max_bytes``.
+
+    A seekable file over the limit is refused from its size, before a byte is read.
+    """
+    if max_bytes is None:
+        return f.read()
+    size = _remaining(f)
+    if size is not None and size > max_bytes:
+        raise _too_large(name, size, max_bytes)
+    chunks, seen = [], 0
+    while True:
+        chunk = f.read(min(CHUNK, max_bytes + 1 - seen))
+        if not chunk:
+            return b"".join(chunks)
+        seen += len(chunk)
+        if seen > max_bytes:
+            raise _too_large(name, None, max_bytes)
+        chunks.append(chunk)
 
 
 def load_item(item: Item, *, max_bytes: int | None = None) -> tuple[str, bytes, bool]:
     """Read one input into ``(name, data, is_upload)``.
 
     ``item`` is a path (name = its basename; the size is checked with ``stat`` before
-    reading), ``(name, bytes)`` (an upload), ``bytes`` (name "upload"), or a binary file
-    object (name from its ``name``, or "upload"). Paths are trusted as the caller's own
-    files; everything else is an upload whose name :func:`split` checks.
+    reading), ``(name, bytes)`` or ``(name, file object)`` (an upload), ``bytes`` (name
+    "upload"), or a binary file object (name from its ``name``, or "upload"). File objects
+    are read in chunks and refused as soon as they pass ``max_bytes``. Paths are trusted
+    as the caller's own files; everything else is an upload whose name :func:`split` checks.
     """
     if isinstance(item, (str, os.PathLike)):
         path = Path(item)
@@ -96,17 +138,16 @@ def load_item(item: Item, *, max_bytes: int | None = None) -> tuple[str, bytes, 
             ) from None
     if isinstance(item, tuple):
         name, data = item
+        if hasattr(data, "read"):  # an upload spooled to a file (the HTTP API)
+            return name, _read_limited(data, name or "upload", max_bytes), True
         return name, bytes(data), True
     if isinstance(item, (bytes, bytearray, memoryview)):
         return "upload", bytes(item), True
     if hasattr(item, "read"):
         raw_name = getattr(item, "name", None)
         name = Path(raw_name).name if isinstance(raw_name, (str, os.PathLike)) else ""
-        data = item.read() if max_bytes is None else item.read(max_bytes + 1)
         name = name or "upload"
-        if max_bytes is not None and len(data) > max_bytes:
-            raise _too_large(name, len(data), max_bytes)
-        return name, data, True
+        return name, _read_limited(item, name, max_bytes), True
     raise TypeError(
         f"cannot ingest a {type(item).__name__}; pass a path, bytes, (name, bytes) or a file"
     )
@@ -137,6 +178,13 @@ def check_name(name: str) -> str:
         raise BadFileName("upload", f"the file name is empty; {fix}")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
         raise BadFileName(source, f"the file name contains control characters; {fix}")
+    bidi = sorted({f"U+{ord(ch):04X}" for ch in name if ch in BIDI_CONTROLS})
+    if bidi:
+        raise BadFileName(
+            source,
+            f"the file name contains bidirectional control characters ({', '.join(bidi)}) "
+            f"that make it display differently from what it is; {fix}",
+        )
     if "/" in name or "\\" in name or name in (".", ".."):
         raise BadFileName(source, f"the file name contains a path; {fix}")
     if len(name.encode("utf-8")) > 255:
@@ -224,7 +272,7 @@ def _split_pdf(data: bytes, name: str) -> list[IngestedPage]:
 
 
 def _pdf_page(reader: PdfReader, index: int, name: str) -> bytes:
-    """Page ``index`` as a one-page PDF, checked to open in PDFium."""
+    """Page ``index`` as a one-page PDF (content streams are copied, never decoded)."""
     source = f"{name} page {index + 1}"
     try:
         page = reader.pages[index]
@@ -240,13 +288,8 @@ def _pdf_page(reader: PdfReader, index: int, name: str) -> bytes:
         buf = io.BytesIO()
         writer.write(buf)
         out = buf.getvalue()
-        doc = pdfium.PdfDocument(out)
-        try:
-            if len(doc) != 1:
-                raise CorruptFile(source, f"the page cannot be extracted; {_REPAIR_HINT}")
-            doc[0].close()
-        finally:
-            doc.close()
+        if len(PdfReader(io.BytesIO(out), strict=False).pages) != 1:
+            raise CorruptFile(source, f"the page cannot be extracted; {_REPAIR_HINT}")
     except IngestError:
         raise
     except Exception as exc:

@@ -1,11 +1,23 @@
-"""PDF pages through pypdfium2: open, read the text layer, render."""
+"""PDF pages through pypdfium2: open, read the text layer, render.
+
+Workers call PDFium only in a child process under a memory cap (:func:`capped`).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from time import perf_counter
+from typing import Any, TypeVar
 
 import pypdfium2 as pdfium
 from PIL import Image
 
-from ..errors import CorruptFile, EncryptedPDF
+from ..errors import CorruptFile, EncryptedPDF, ProcessingError
+from . import _sandbox
+
+T = TypeVar("T")
 
 POINTS_PER_INCH = 72
 
@@ -73,3 +85,88 @@ def render_to_fit(page: pdfium.PdfPage, size: int) -> Image.Image:
     """The page rendered so that its longest side is about ``size`` pixels."""
     width_pt, height_pt = page.get_size()
     return render(page, POINTS_PER_INCH * size / max(width_pt, height_pt, 1))
+
+
+# -- in a child process under a memory cap ------------------------------------------------
+
+
+@dataclass
+class PageRead:
+    """What a PDF page gives: its text layer and an image (full size, or a thumbnail's)."""
+
+    text: str
+    image: Image.Image
+    dpi: float | None  # the image's DPI when it is the page for OCR; None for a thumbnail's
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def read_page(
+    data: bytes, source: str, *, min_chars: int, dpi: int, max_pixels: int, thumb_size: int
+) -> PageRead:
+    """Open a one-page PDF; read its text layer; render it for OCR, or for a thumbnail only
+    when the text layer has at least ``min_chars`` letters and digits."""
+    timings: dict[str, float] = {}
+    started = perf_counter()
+    doc = open_document(data, source)
+    try:
+        page = doc[0]
+        timings["load"] = round(perf_counter() - started, 4)
+        started = perf_counter()
+        text = text_layer(page)
+        timings["text_layer"] = round(perf_counter() - started, 4)
+        started = perf_counter()
+        if significant_chars(text) >= min_chars:
+            return PageRead(text, render_to_fit(page, thumb_size), None, timings)
+        fitted = fit_dpi(page, dpi, max_pixels)
+        image = render(page, fitted)
+        timings["render"] = round(perf_counter() - started, 4)
+        return PageRead(text, image, fitted, timings)
+    finally:
+        doc.close()
+
+
+def render_page(data: bytes, source: str, dpi: int, max_pixels: int) -> Image.Image:
+    """Open a one-page PDF and render it at ``dpi`` (lowered to fit ``max_pixels``)."""
+    doc = open_document(data, source)
+    try:
+        page = doc[0]
+        return render(page, fit_dpi(page, dpi, max_pixels))
+    finally:
+        doc.close()
+
+
+def capped(
+    fn: Callable[..., T], *args: Any, source: str, memory_mb: int, time_limit: int, **kw: Any
+) -> T:
+    """``fn(*args, **kw)`` in a child process with at most ``memory_mb`` MB of memory.
+
+    PDFium parses a page's content in full before it draws, and aborts its process when an
+    allocation fails; in a child, a page that needs too much fails alone, with a message.
+    """
+    try:
+        return _sandbox.run_capped(
+            partial(fn, *args, **kw), memory_mb=memory_mb, cpu_seconds=time_limit
+        )
+    except _sandbox.ChildFailed as exc:
+        if exc.kind == "pagekit":
+            raise ProcessingError(str(exc)) from None
+        raise ProcessingError(
+            f"{source}: unexpected {exc.kind}: {exc}; re-export the page, and report this "
+            "if it persists"
+        ) from None
+    except _sandbox.ChildDied as exc:
+        if exc.why == "memory":
+            raise ProcessingError(
+                f"{source}: page needs more than {memory_mb} MB to render "
+                "(PAGEKIT_PAGE_MEMORY_MB) and was stopped; its content may be a decompression "
+                "bomb: re-export the page, or raise PAGEKIT_PAGE_MEMORY_MB on the workers"
+            ) from None
+        if exc.why == "time":
+            raise ProcessingError(
+                f"{source}: rendering took longer than {time_limit} s of CPU "
+                "(PAGEKIT_PAGE_TIME_LIMIT) and was stopped; re-export the page, or raise "
+                "PAGEKIT_PAGE_TIME_LIMIT on the workers"
+            ) from None
+        raise ProcessingError(
+            f"{source}: PDFium crashed on the page ({exc}); re-export or re-scan the page"
+        ) from None

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from time import perf_counter
+from typing import Any, TypeVar
 
 from PIL import Image
 
@@ -15,6 +16,7 @@ from .steps import StepContext, get_step
 from .types import Cancelled, PageInput, PageResult
 
 TEXT_LAYER_ENGINE = "pdf-text-layer"
+T = TypeVar("T")
 
 
 class _Run:
@@ -31,8 +33,6 @@ class _Run:
         self.timeouts = timeouts
         self.result = PageResult(ok=False, language=inp.lang)
         self.image: Image.Image | None = None  # the upright page image, once there is one
-        self.doc = None  # the pypdfium2 document of a PDF page
-        self.page = None
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -64,15 +64,23 @@ class _Run:
     def page_image(self) -> Image.Image:
         """For custom steps: the page image, rendered on demand for text-layer PDF pages."""
         if self.image is None:
-            dpi = pdf.fit_dpi(self.page, self.inp.render_dpi, self.inp.max_image_pixels)
-            self.image = pdf.render(self.page, dpi)
+            inp = self.inp
+            self.image = self.pdfium(pdf.render_page, inp.render_dpi, inp.max_image_pixels)
         return self.image
 
-    def close(self) -> None:
-        if self.page is not None:
-            self.page.close()
-        if self.doc is not None:
-            self.doc.close()
+    def pdfium(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """``fn(page data, source, *args, **kw)`` in a child process under the memory cap."""
+        inp = self.inp
+        return pdf.capped(
+            fn,
+            inp.data,
+            inp.source,
+            *args,
+            source=inp.source,
+            memory_mb=inp.memory_mb,
+            time_limit=inp.time_limit,
+            **kw,
+        )
 
 
 def _image_page(run: _Run) -> None:
@@ -86,21 +94,22 @@ def _image_page(run: _Run) -> None:
 
 def _pdf_page(run: _Run) -> None:
     inp = run.inp
-    with run.stage("load"):
-        run.doc = pdf.open_document(inp.data, inp.source)
-        run.page = run.doc[0]
-    with run.stage("text_layer"):
-        text = pdf.text_layer(run.page)
-    if pdf.significant_chars(text) >= inp.pdf_text_min_chars:
-        run.set_text(text, TEXT_LAYER_ENGINE, None)
+    with run.stage("pdfium"):  # load, text layer and render, timed again inside
+        got = run.pdfium(
+            pdf.read_page,
+            min_chars=inp.pdf_text_min_chars,
+            dpi=inp.render_dpi,
+            max_pixels=inp.max_image_pixels,
+            thumb_size=images.THUMBNAIL_SIZE,
+        )
+    run.result.timings.update(got.timings)
+    if got.dpi is None:  # the text layer is real text; the image is for the thumbnail
+        run.set_text(got.text, TEXT_LAYER_ENGINE, None)
         with run.stage("thumbnail"):
-            small = pdf.render_to_fit(run.page, images.THUMBNAIL_SIZE)
-            run.result.thumbnail = images.thumbnail(small)
+            run.result.thumbnail = images.thumbnail(got.image)
         return
-    with run.stage("render"):
-        dpi = pdf.fit_dpi(run.page, inp.render_dpi, inp.max_image_pixels)
-        run.image = pdf.render(run.page, dpi)
-    run.ocr(run.image, dpi)
+    run.image = got.image
+    run.ocr(run.image, got.dpi)
     with run.stage("thumbnail"):
         run.result.thumbnail = images.thumbnail(run.image)
 
@@ -197,6 +206,5 @@ def process_page(
             "re-export the page, and report this if it persists"
         )
     finally:
-        run.close()
         run.result.timings["total"] = round(perf_counter() - started, 4)
     return run.result

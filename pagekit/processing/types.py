@@ -25,6 +25,8 @@ class PageInput:
     pdf_text_min_chars: int = 20
     max_image_pixels: int = 120_000_000
     time_limit: int = 0  # seconds a worker allows one page (for messages); 0: not known
+    # MB of memory PDFium may use for one PDF page, in a child process; 0: no cap.
+    memory_mb: int = 1024
 
 
 @dataclass

@@ -1,0 +1,123 @@
+"""Run one call in a forked child under a memory cap, and get its value back.
+
+PDFium aborts its whole process when an allocation fails, so a page whose content needs
+more memory than it should (a small PDF whose content stream inflates to hundreds of MB)
+must be parsed in a process of its own: the child dies, its caller fails the page and
+lives on, and whatever the child took goes back to the system at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import pickle
+import resource
+import signal
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+MiB = 1024 * 1024
+_PR_SET_PDEATHSIG = 1
+
+
+class ChildFailed(Exception):
+    """The child raised: ``kind`` is "pagekit" (a PagekitError, message as is) or the type."""
+
+    def __init__(self, kind: str, message: str):
+        self.kind = kind
+        super().__init__(message)
+
+
+class ChildDied(Exception):
+    """The child ended without an answer: ``why`` is "memory", "time" or "crash"."""
+
+    def __init__(self, why: str, detail: str):
+        self.why = why
+        super().__init__(detail)
+
+
+def _address_space() -> int:
+    with open("/proc/self/statm") as f:  # noqa: PTH123 - Linux only, and hot
+        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _cap(memory_mb: int, cpu_seconds: int) -> None:
+    """In the child: at most ``memory_mb`` more address space, ``cpu_seconds`` of CPU."""
+    with contextlib.suppress(OSError, AttributeError):  # die with the parent (Linux)
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if memory_mb > 0:
+        limit = _address_space() + memory_mb * MiB
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if cpu_seconds > 0:
+        used = int(sum(os.times()[:2]))
+        resource.setrlimit(resource.RLIMIT_CPU, (used + cpu_seconds, used + cpu_seconds + 5))
+
+
+def _child(write_fd: int, fn: Callable[..., Any], args: tuple[Any, ...], caps: tuple[int, int]):
+    code = 0
+    try:
+        _cap(*caps)
+        try:
+            answer: tuple[str, Any] = ("ok", fn(*args))
+        except MemoryError:
+            code = 3
+            return
+        except Exception as exc:
+            from ..errors import PagekitError
+
+            kind = "pagekit" if isinstance(exc, PagekitError) else type(exc).__name__
+            answer = ("error", (kind, str(exc)))
+        payload = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+        with os.fdopen(write_fd, "wb") as out:
+            out.write(payload)
+    except MemoryError:
+        code = 3
+    except BaseException:
+        code = 4
+    finally:
+        os._exit(code)
+
+
+def run_capped(fn: Callable[..., T], *args: Any, memory_mb: int, cpu_seconds: int = 0) -> T:
+    """``fn(*args)`` in a forked child with ``memory_mb`` MB more address space at most.
+
+    Raises :class:`ChildFailed` when ``fn`` raised, :class:`ChildDied` when the child was
+    killed or aborted (PDFium's answer to a failed allocation). An exception in the caller
+    while it waits (e.g. a time limit) kills the child first.
+    """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child never returns
+        os.close(read_fd)
+        _child(write_fd, fn, args, (memory_mb, cpu_seconds))
+    os.close(write_fd)
+    status = None
+    try:
+        with os.fdopen(read_fd, "rb") as pipe:
+            payload = pipe.read()
+        _, status = os.waitpid(pid, 0)
+    finally:
+        if status is None:  # interrupted while waiting: do not leave the child behind
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.waitpid(pid, 0)
+    if payload and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+        state, value = pickle.loads(payload)
+        if state == "ok":
+            return value
+        raise ChildFailed(*value)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = signal.Signals(sig).name
+        if sig in (signal.SIGABRT, signal.SIGKILL):
+            # PDFium aborts on a failed allocation; the kernel OOM killer sends SIGKILL.
+            raise ChildDied("memory", f"killed by {name}")
+        if sig == signal.SIGXCPU:
+            raise ChildDied("time", "over its CPU time limit")
+        raise ChildDied("crash", f"killed by {name}")
+    code = os.WEXITSTATUS(status)
+    raise ChildDied("memory" if code == 3 else "crash", f"exit status {code}")
