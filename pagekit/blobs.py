@@ -1,11 +1,13 @@
 """Content-addressed page bytes: ``<root>/ab/cdef...`` named by sha256.
 
 A local directory by default; point ``PAGEKIT_BLOB_DIR`` at a shared mount when workers
-run on several hosts.
+run on several hosts. Pages are private: directories are created 0700 and files 0600
+(``mkstemp``), whatever the process umask.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -31,8 +33,8 @@ class BlobStore:
         path = self._path(key)
         if path.exists():
             return key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        self._mkdirs(path.parent)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")  # mode 0600
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -41,6 +43,15 @@ class BlobStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         return key
+
+    def _mkdirs(self, shard: Path) -> None:
+        """Create the root and the shard 0700 (the root's parents as usual)."""
+        if shard.is_dir():
+            return
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        for path in (self.root, shard):
+            with contextlib.suppress(FileExistsError):
+                path.mkdir(mode=0o700)
 
     def get(self, key: str) -> bytes:
         try:

@@ -6,6 +6,10 @@ task arguments and can shut workers down, so it must never be open. The credenti
 kept in ``<home>/runtime/flower.json`` (mode 600). They reach Flower through its
 environment (``FLOWER_BASIC_AUTH``), never its command line, where ``ps`` would show them.
 To reach it from another machine, tunnel: ``ssh -L 5555:127.0.0.1:5555 host``.
+
+Flower serves ``/metrics`` (Prometheus: task names, worker names, counts) without asking
+for the password; pagekit runs it through :func:`main`, which puts that page behind the
+same basic auth as the rest. Only ``/healthcheck`` ("OK") stays open.
 """
 
 from __future__ import annotations
@@ -65,10 +69,36 @@ def _stored_password(path: Path) -> str:
 
 
 def flower_command_line(port: int) -> list[str]:
+    """``celery -A pagekit.celery_app flower ...``, run by :func:`main`."""
     return [
-        sys.executable, "-m", "celery", "-A", "pagekit.celery_app", "flower",
+        sys.executable, "-m", "pagekit.monitor", "-A", "pagekit.celery_app", "flower",
         f"--address={ADDRESS}", f"--port={port}",
     ]  # fmt: skip
+
+
+def protect_metrics() -> None:
+    """Make Flower's ``/metrics`` ask for the password like every other page.
+
+    Its handler lacks the ``@web.authenticated`` the others carry; Flower's
+    ``get_current_user`` answers 401 to a request without the basic-auth credentials.
+    """
+    from flower.views.monitor import Metrics
+    from tornado import web
+
+    if not getattr(Metrics.get, "pagekit_protected", False):
+        protected = web.authenticated(Metrics.get)
+        protected.pagekit_protected = True  # type: ignore[attr-defined]
+        Metrics.get = protected  # type: ignore[method-assign]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m pagekit.monitor ARGS``: the ``celery ARGS`` command, with Flower's
+    ``/metrics`` protected (see :func:`protect_metrics`)."""
+    protect_metrics()
+    from celery.bin.celery import main as celery_main
+
+    sys.argv = ["celery", *(sys.argv[1:] if argv is None else argv)]
+    sys.exit(celery_main())
 
 
 def flower_env(settings: Settings, broker_url: str, user: str, password: str) -> dict[str, str]:
@@ -93,3 +123,7 @@ def watched_broker(settings: Settings) -> str:
             "to monitor; start it with `pagekit up` (or set PAGEKIT_BROKER_URL)"
         )
     return str(state["broker_url"])
+
+
+if __name__ == "__main__":
+    main()

@@ -13,6 +13,11 @@ Redis runs with a generated password, bound to loopback, ``appendonly yes`` (que
 pages survive a restart) and ``maxmemory-policy noeviction`` (never drops a message).
 A restart (``pagekit up`` after Redis died) keeps the password and, unless another
 program took it meanwhile, the port, so clients that stayed open keep working.
+
+The home is private: pages, their text and the Redis password are nobody else's
+business. Directories are 0700 and files 0600; Redis and the workers run with umask
+077, so what they create (the append-only file, logs, blobs) is private too, and
+:func:`ensure` tightens a home that an older pagekit left readable.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -44,6 +50,12 @@ Role = Literal["redis", "worker"]
 # Slack when comparing creation times: psutil adds the boot time, which moves by a second
 # when the wall clock is stepped. No pid comes round again within a second.
 SAME_START = 1.0
+# What the runtime's processes create is their owner's only (files 0600, directories 0700).
+UMASK = 0o077
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+# The SQLite database of the home and its companions (SQLite gives them the database's mode).
+DB_FILES = ("pagekit.db", "pagekit.db-wal", "pagekit.db-shm", "pagekit.db-journal")
 
 
 def redis_binary() -> str:
@@ -73,16 +85,78 @@ def read_state(settings: Settings) -> dict[str, Any] | None:
 def _write_state(settings: Settings, state: dict[str, Any]) -> None:
     path = settings.runtime_dir / STATE_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    tmp.chmod(0o600)  # it holds the Redis password
+    _write_private(tmp, json.dumps(state, indent=2))  # it holds the Redis password
     tmp.replace(path)
+
+
+def _open_private(path: Path, flags: int) -> int:
+    """``os.open`` that creates ``path`` as 0600, and makes an existing one 0600 too."""
+    fd = os.open(path, flags | os.O_CREAT, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)
+    return fd
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file nobody else can read, at no moment (no chmod afterwards)."""
+    with os.fdopen(_open_private(path, os.O_WRONLY | os.O_TRUNC), "w") as fh:
+        fh.write(text)
+
+
+def make_home(settings: Settings) -> None:
+    """Create the home and its runtime directory, both 0700 (their parents as usual)."""
+    home = settings.home_abs
+    home.parent.mkdir(parents=True, exist_ok=True)
+    for path in (home, settings.runtime_dir):
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=PRIVATE_DIR)
+
+
+def tighten(settings: Settings) -> None:
+    """Make an existing home private: what an older pagekit (or a wide umask) left readable.
+
+    Only pagekit's own paths are touched, never the owner's bits: the home itself, its
+    SQLite files, the runtime directory and the blobs kept in the home. The blob tree is
+    walked only while its top is still open to others (it is tightened last), so a large
+    home costs one ``stat`` per start once it is private.
+    """
+    home = settings.home_abs
+    _chmod_private(home)
+    for name in DB_FILES:
+        _chmod_private(home / name)
+    _tighten_tree(settings.runtime_dir)
+    blobs = settings.blob_path
+    if blobs.is_relative_to(home):  # a shared PAGEKIT_BLOB_DIR is its admin's to set
+        _tighten_tree(blobs)
+
+
+def _tighten_tree(root: Path) -> None:
+    try:
+        if not root.stat().st_mode & UMASK:
+            return
+    except FileNotFoundError:
+        return
+    for parent, dirs, files in os.walk(root):
+        for name in dirs + files:
+            _chmod_private(Path(parent) / name)
+    _chmod_private(root)
+
+
+def _chmod_private(path: Path) -> None:
+    """Take group and other bits away (a symlink is left alone, not followed)."""
+    try:
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode) or not st.st_mode & UMASK:
+            return
+        path.chmod(stat.S_IMODE(st.st_mode) & ~UMASK)
+    except (FileNotFoundError, PermissionError):
+        pass  # gone meanwhile, or not ours: nothing we may change
 
 
 @contextlib.contextmanager
 def _locked(settings: Settings) -> Iterator[None]:
     """Serialize start/stop across processes (two notebooks starting at once)."""
-    settings.runtime_dir.mkdir(parents=True, exist_ok=True)
-    with (settings.runtime_dir / "lock").open("w") as fh:
+    make_home(settings)
+    with os.fdopen(_open_private(settings.runtime_dir / "lock", os.O_WRONLY), "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -176,7 +250,8 @@ def _start_redis(settings: Settings, password: str, port: int | None = None) -> 
     if not (port and _port_free(port)):
         port = _free_port()
     conf = rdir / "redis.conf"
-    conf.write_text(
+    _write_private(
+        conf,
         "\n".join(
             [
                 "bind 127.0.0.1",
@@ -192,12 +267,12 @@ def _start_redis(settings: Settings, password: str, port: int | None = None) -> 
                 f"logfile {rdir / 'redis.log'}",
                 "",
             ]
-        )
+        ),
     )
-    conf.chmod(0o600)
     proc = subprocess.Popen(
         [redis_binary(), str(conf)],
         cwd=rdir,
+        umask=UMASK,  # its log and append-only files: 0600, in a 0700 appendonlydir
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -242,11 +317,13 @@ def worker_env(settings: Settings, broker_url: str) -> dict[str, str]:
 
 
 def _start_worker(settings: Settings, broker_url: str) -> dict[str, Any]:
-    with (settings.runtime_dir / "worker.log").open("ab") as log:
+    log_fd = _open_private(settings.runtime_dir / "worker.log", os.O_WRONLY | os.O_APPEND)
+    with os.fdopen(log_fd, "ab") as log:
         proc = subprocess.Popen(
             worker_command(settings.concurrency),
             env=worker_env(settings, broker_url),
             cwd=Path.cwd(),
+            umask=UMASK,  # the blobs and database files a worker creates are private
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -285,6 +362,7 @@ def broker_url(settings: Settings) -> str:
 def ensure(settings: Settings, *, wait_for_worker: bool = False) -> dict[str, Any]:
     """Start (or reuse) the embedded Redis and worker. Returns the runtime state."""
     with _locked(settings):
+        tighten(settings)
         state = running(settings)
         if state is None:
             old = read_state(settings) or {}

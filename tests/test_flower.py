@@ -84,10 +84,22 @@ def test_flower_refuses_without_or_with_wrong_credentials(
 ) -> None:
     url, _, _ = flower
     user, password, _ = credentials(Settings.from_env(home=runtime_home))
-    assert httpx.get(f"{url}/api/workers", timeout=10).status_code == 401
-    assert httpx.get(f"{url}/", timeout=10).status_code == 401
-    wrong = httpx.get(f"{url}/api/workers", auth=(user, password + "x"), timeout=10)
-    assert wrong.status_code == 401
+    for page in ("/api/workers", "/", "/metrics"):
+        assert httpx.get(url + page, timeout=10).status_code == 401, page
+        wrong = httpx.get(url + page, auth=(user, password + "x"), timeout=10)
+        assert wrong.status_code == 401, page
+
+
+def test_flower_metrics_need_the_same_credentials(
+    runtime_home: Path, flower: tuple[str, str, subprocess.Popen]
+) -> None:
+    """Prometheus metrics name tasks and workers: they are behind the password too."""
+    url, _, _ = flower
+    user, password, _ = credentials(Settings.from_env(home=runtime_home))
+    r = httpx.get(f"{url}/metrics", auth=(user, password), timeout=10)
+    assert r.status_code == 200, r.text
+    assert "flower_events_total" in r.text or "flower_worker_online" in r.text
+    assert httpx.get(f"{url}/healthcheck", timeout=10).text == "OK"  # says nothing more
 
 
 def test_flower_is_on_loopback_and_keeps_the_password_off_its_command_line(

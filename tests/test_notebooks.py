@@ -1,26 +1,39 @@
-"""Every tutorial notebook runs top to bottom against a real runtime (nbclient).
+"""Every notebook in notebooks/ runs top to bottom twice in a row, as a user's second
+"Run All" does (nbclient, a real runtime).
 
-01 and 02 use the session's runtime through PAGEKIT_HOME; 03 starts and stops its own
-(its workers must import the step module the notebook writes).
+They share one fresh temporary PAGEKIT_HOME and start the runtime there themselves, as on
+a new machine; 03 keeps its step module and its own runtime in a folder of that home.
+The kernels run in an empty folder that must stay empty: a tutorial writes only under
+the home (or a temporary folder), never next to the notebook.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from pagekit import runtime
 from pagekit.client import Client
+from pagekit.config import Settings
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 
-def run(name: str, cwd: Path, timeout: int = 180) -> str:
-    """Execute a notebook (fails on the first error); return all its text outputs."""
+def run(name: str, cwd: Path, timeout: int = 300, parameters: str = "") -> str:
+    """Execute a notebook (fails on the first error); return all its text outputs.
+
+    ``parameters`` is code run right after the cell tagged ``parameters``, as papermill
+    injects it.
+    """
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    if parameters:
+        at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+        nb.cells.insert(at + 1, nbformat.v4.new_code_cell(parameters))
     nbclient.NotebookClient(
         nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
     ).execute()
@@ -32,10 +45,45 @@ def run(name: str, cwd: Path, timeout: int = 180) -> str:
     return "\n".join(out)
 
 
+def run_twice(name: str, cwd: Path, **kwargs: str) -> tuple[str, str]:
+    first = run(name, cwd, **kwargs)
+    second = run(name, cwd, **kwargs)
+    assert list(cwd.iterdir()) == [], f"{name} wrote next to the notebook"
+    return first, second
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A fresh data directory, PAGEKIT_HOME for the kernels; its runtimes stop at the end."""
+    path = tmp_path_factory.mktemp("notebooks-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PAGEKIT_HOME", str(path))  # the kernels inherit it
+        try:
+            yield path
+        finally:
+            for data in (path, path / "tutorials" / "custom-steps" / "data"):
+                runtime.stop(Settings.from_env(home=data))
+
+
 @pytest.fixture
-def session_home(client: Client, runtime_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("PAGEKIT_HOME", str(runtime_home))  # the kernel inherits it
-    return runtime_home
+def cwd(tmp_path: Path) -> Path:
+    folder = tmp_path / "notebook-folder"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def quickstart(home: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """01 run twice (the report notebook reads its project)."""
+    return run_twice("01-quickstart.ipynb", tmp_path_factory.mktemp("notebook-folder"))
+
+
+def pages(home: Path, project: str, status: str) -> int:
+    client = Client(home=home, start=False)
+    try:
+        return client.count_pages(project, status)
+    finally:
+        client.close()
 
 
 def test_kernel_is_this_python() -> None:
@@ -50,27 +98,41 @@ def test_kernel_is_this_python() -> None:
     assert Path(cmd[0]).resolve() == Path(sys.executable).resolve()
 
 
-def test_01_quickstart(session_home: Path, client: Client, tmp_path: Path) -> None:
-    text = run("01-quickstart.ipynb", tmp_path)
-    assert "added     letter-1.png" in text
-    assert "rejected  broken.png" in text
-    assert "completed {'total': 4, 'completed': 4, 'failed': 0}" in text
-    assert "harvest" in text  # OCR text in the results DataFrame
-    assert client.count_pages("quickstart", "completed") == 4
+def test_01_quickstart(home: Path, quickstart: tuple[str, str]) -> None:
+    first, second = quickstart
+    assert f"home={str(home)!r}" in first  # the client's repr: the home it was given
+    assert "added     letter-1.png" in first
+    assert "rejected  broken.png" in first
+    assert "completed {'total': 4, 'completed': 4, 'failed': 0}" in first
+    assert "duplicate letter-1.png" in second  # nothing stored twice
+    assert "nothing pending: every page was processed in an earlier run" in second
+    for text in (first, second):
+        assert "harvest" in text  # OCR text in the results DataFrame
+    assert pages(home, "quickstart", "completed") == 4
 
 
-def test_02_batch_processing(session_home: Path, client: Client, tmp_path: Path) -> None:
-    text = run("02-batch-processing.ipynb", tmp_path)
-    assert "24 pages added; 24 pending" in text
-    assert "Completed: 24 completed of 24 pages | bar: 24 / 24 success" in text
-    assert "application/vnd.jupyter.widget-view+json" in text  # the live monitor was shown
-    assert "cancelled - " in text and "of 12 pages cancelled" in text
-    assert client.count_pages("batch-demo", "completed") == 24
+def test_02_batch_processing(home: Path, cwd: Path) -> None:
+    first, second = run_twice("02-batch-processing.ipynb", cwd)
+    assert "24 pages added; 24 pending" in first
+    assert "0 pages added; 0 pending" in second
+    for text in (first, second):
+        assert "Completed: 24 completed of 24 pages | bar: 24 / 24 success" in text
+        assert "application/vnd.jupyter.widget-view+json" in text  # the live monitor
+        assert "cancelled - " in text and "of 12 pages cancelled" in text
+    assert pages(home, "batch-demo", "completed") == 24
 
 
-def test_03_custom_steps(tmp_path: Path) -> None:
-    text = run("03-custom-steps.ipynb", tmp_path)
-    assert "{'years': [1891, 1923], 'earliest': 1891}" in text  # the step, in the kernel
-    assert "[1914, 1918]" in text  # the step's output from the workers
-    assert (tmp_path / "my_steps.py").exists()
-    assert not (tmp_path / "custom-steps-data" / "runtime" / "runtime.json").exists()
+def test_03_custom_steps(home: Path, cwd: Path) -> None:
+    first, second = run_twice("03-custom-steps.ipynb", cwd)
+    for text in (first, second):
+        assert "{'years': [1891, 1923], 'earliest': 1891}" in text  # the step, in the kernel
+        assert "[1914, 1918]" in text  # the step's output from the workers
+    tutorial = home / "tutorials" / "custom-steps"
+    assert (tutorial / "my_steps.py").exists()
+    assert not (tutorial / "data" / "runtime" / "runtime.json").exists()  # it shut down
+
+
+def test_report_notebook(home: Path, quickstart: tuple[str, str], cwd: Path) -> None:
+    """The papermill template runs by hand too: its home defaults to $PAGEKIT_HOME."""
+    for text in run_twice("report.ipynb", cwd, parameters='project = "quickstart"'):
+        assert "quickstart" in text and "harvest" in text

@@ -28,4 +28,7 @@ def flower(cli: CliContext, port: int | None) -> None:
     click.echo("Stop it with Ctrl-C.", err=True)
     sys.stdout.flush()
     cmd = monitor.flower_command_line(settings.flower_port)
+    from ..runtime import UMASK
+
+    os.umask(UMASK)  # this process becomes Flower: what it writes is private, like the home
     os.execvpe(cmd[0], cmd, monitor.flower_env(settings, broker, user, password))

@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -174,11 +174,26 @@ _engines: dict[tuple[str, int, bool, float], Engine] = {}
 _engines_lock = threading.Lock()
 
 
+def _create_private_sqlite(path: Path) -> None:
+    """Create the database file 0600 in a 0700 directory before SQLite opens it.
+
+    SQLite gives ``-wal`` and ``-shm`` the database's mode, so they are private too; the
+    process umask (a user's notebook's) is left alone. An existing file keeps its mode:
+    the runtime tightens an older home when it starts.
+    """
+    if path.exists():
+        return
+    path.parent.parent.mkdir(parents=True, exist_ok=True)
+    with suppress(FileExistsError):
+        path.parent.mkdir(mode=0o700)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # an empty file is an empty DB
+
+
 def _make_engine(url: str, immediate: bool, busy_timeout: float) -> Engine:
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = make_url(url).database
+        if path and path != ":memory:" and not path.startswith("file:"):
+            _create_private_sqlite(Path(path))
         # How long a write waits for another writer: Settings.db_busy_timeout says why.
         engine = create_engine(
             url, connect_args={"timeout": busy_timeout, "check_same_thread": False}
