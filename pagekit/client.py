@@ -1,9 +1,9 @@
 """``Client``: the one façade that notebooks, widgets, the CLI and the HTTP API call.
 
-    >>> client = pagekit.Client()          # starts or reuses the embedded runtime
+    >>> client = pagekit.Client()          # the data in PAGEKIT_HOME or the user data dir
     >>> proj = client.create_project("letters-1891")
     >>> client.add_pages(proj, ["scan-028.jpg", "box3.pdf"])
-    >>> job = client.process_pending(proj)
+    >>> job = client.process_pending(proj)  # starts or reuses the embedded runtime
     >>> client.wait(job["task_id"])
 
 With ``broker_url=`` (or ``PAGEKIT_BROKER_URL``) it joins existing infrastructure and
@@ -46,6 +46,7 @@ from .store import Store
 
 if TYPE_CHECKING:
     import pandas as pd
+    from celery import Celery
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,14 @@ def _broker_errors() -> tuple[type[BaseException], ...]:
 
 
 class Client:
-    """Projects, pages and jobs on one pagekit installation."""
+    """Projects, pages and jobs on one pagekit installation.
+
+    Only the database is opened here. The broker is joined by the first call that needs
+    it (``process_*``, ``retry_failed``, ``workers``, ``queue_depth``, ``reconcile``,
+    ``wait_for_workers``, or ``app`` / ``broker_url``): with the embedded runtime, that
+    call starts it, or with ``start=False`` raises
+    :class:`~pagekit.errors.RuntimeUnavailable` if it is not running.
+    """
 
     def __init__(
         self,
@@ -84,24 +92,47 @@ class Client:
         self.store = Store(self.settings.db_url, busy_timeout=self.settings.db_busy_timeout)
         self.blobs = BlobStore(self.settings.blob_path)
         self.embedded = self.settings.broker_url is None
+        self._start = start
+        # The broker is joined on first use (see :meth:`connect`): reading projects, pages
+        # and job status needs only the database, and never starts the runtime.
+        self._broker_url: str | None = self.settings.broker_url
+        self._app: Celery | None = None
         self._redis: tuple[Any, Any] | None = None  # the embedded Redis (pid, start time)
-        if self.embedded:
-            state = runtime.ensure(self.settings) if start else runtime.running(self.settings)
-            if state is None:
-                raise RuntimeUnavailable(
-                    "the embedded runtime is not running; start it with `pagekit up`"
-                )
-            self.broker_url = state["broker_url"]
-            self._redis = _redis_identity(state)
-        else:
-            self.broker_url = self.settings.broker_url  # type: ignore[assignment]
-        self.app = make_app(self.settings, self.broker_url)
         self._reconnect_lock = threading.Lock()
 
+    @property
+    def broker_url(self) -> str:
+        """The broker's URL; for the embedded runtime, asking for it joins (or starts) it."""
+        if self._broker_url is None:
+            self.connect()
+        return str(self._broker_url)
+
+    @property
+    def app(self) -> Celery:
+        """The Celery app that sends pagekit's tasks, built on first use."""
+        return self._app if self._app is not None else self.connect()
+
+    def connect(self) -> Celery:
+        """Join the broker now (the embedded runtime is started here if ``start`` allows),
+        rather than at the first call that needs it; returns the Celery app."""
+        with self._reconnect_lock:
+            if self._app is None:
+                if self.embedded:
+                    s = self.settings
+                    state = runtime.ensure(s) if self._start else runtime.running(s)
+                    if state is None:
+                        raise RuntimeUnavailable(
+                            "the embedded runtime is not running; start it with `pagekit up`"
+                        )
+                    self._broker_url, self._redis = state["broker_url"], _redis_identity(state)
+                self._app = make_app(self.settings, str(self._broker_url))
+            return self._app
+
     def _with_broker(self, call: Callable[[], Any]) -> Any:
-        """Run ``call`` (it talks to the broker). If it fails because ``pagekit up`` has
-        restarted the embedded Redis since (on the same port or another), connect to the new
-        one and retry once: long-lived clients (``pagekit serve``, notebooks) survive it.
+        """Run ``call`` (it talks to the broker), joining it first if need be. If it fails
+        because ``pagekit up`` has restarted the embedded Redis since (on the same port or
+        another), connect to the new one and retry once: long-lived clients (``pagekit
+        serve``, notebooks) survive it.
         """
         app = self.app
         try:
@@ -110,15 +141,15 @@ class Client:
             if not self.embedded:
                 raise
             with self._reconnect_lock:
-                if self.app is app:  # no other thread has reconnected meanwhile
+                if self._app is app:  # no other thread has reconnected meanwhile
                     state = runtime.running(self.settings)
                     if state is None or _redis_identity(state) == self._redis:
                         raise  # the runtime is down, or it is the same Redis: no restart
                     log.info("reconnecting to the restarted runtime (port %s)", state["redis_port"])
-                    self.broker_url, self._redis = state["broker_url"], _redis_identity(state)
+                    self._broker_url, self._redis = state["broker_url"], _redis_identity(state)
                     # Fresh connections (the old ones are dead). The old app is left open:
                     # another thread may still be using it.
-                    self.app = make_app(self.settings, self.broker_url)
+                    self._app = make_app(self.settings, self._broker_url)
             return call()
 
     def __repr__(self) -> str:
@@ -133,7 +164,8 @@ class Client:
 
     def close(self) -> None:
         """Release broker connections (the runtime keeps running; see :meth:`shutdown`)."""
-        self.app.close()
+        if self._app is not None:
+            self._app.close()
 
     def shutdown(self) -> bool:
         """Stop the embedded runtime (Redis and workers) this client uses."""

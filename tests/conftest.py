@@ -8,14 +8,23 @@ SQLAlchemy URL); `.ci/run` sets it.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+# Before anything reads settings: a test that names no home writes here, never into the
+# user's real data directory (~/.local/share/pagekit).
+DEFAULT_HOME = Path(tempfile.mkdtemp(prefix="pagekit-test-home-"))
+os.environ["PAGEKIT_HOME"] = str(DEFAULT_HOME)
 
-from pagekit.client import Client
+import pytest  # noqa: E402
+
+from pagekit import runtime  # noqa: E402
+from pagekit.client import Client  # noqa: E402
+from pagekit.config import Settings  # noqa: E402
 
 PLUGINS = Path(__file__).parent / "plugins"
 ON_CI = os.environ.get("CI") == "true"
@@ -44,6 +53,14 @@ def _start(home: Path, **kwargs: object) -> Client:
     client = Client(home=home, workers=2, **kwargs)  # type: ignore[arg-type]
     client.wait_for_workers(timeout=90)
     return client
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _default_home() -> Iterator[Path]:
+    """The session's PAGEKIT_HOME; whatever a test started there is stopped at the end."""
+    yield DEFAULT_HOME
+    runtime.stop(Settings.from_env(home=DEFAULT_HOME))
+    shutil.rmtree(DEFAULT_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

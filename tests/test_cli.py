@@ -10,10 +10,12 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
 import pytest
+import redis
 import tomllib
 
 from pagekit import _pagegen as gen
@@ -136,6 +138,13 @@ def test_help_loads_no_heavy_module_and_lists_every_command(tmp_path: Path) -> N
         assert f"Usage: pagekit {name} " in out.stdout
 
 
+def test_help_names_the_default_data_directory(tmp_path: Path) -> None:
+    helped = run(tmp_path, "pagekit", "--help")
+    text = " ".join(helped.stdout.split())  # click wraps the option text
+    assert "$PAGEKIT_HOME, else the user data directory" in text, text
+    assert "~/.local/share/pagekit" in text and "pagekit-data" not in text
+
+
 def test_a_bad_setting_spoils_only_the_commands_that_read_it(tmp_path: Path) -> None:
     helped = run(tmp_path, "pagekit", "--help", PAGEKIT_WORKERS="two")
     assert helped.returncode == 0 and "Usage: pagekit" in helped.stdout, helped.stderr
@@ -251,3 +260,34 @@ def test_ctrl_c_stops_a_wait_quietly(client: Client, runtime_home: Path) -> None
         client.cancel(job["task_id"])
     assert waiting.returncode == 130
     assert "Traceback" not in rest and "Aborted" not in rest and "error" not in rest
+
+
+# -- no silent default broker -----------------------------------------------------------------
+
+
+def test_a_worker_without_a_broker_says_what_to_set_and_never_guesses(tmp_path: Path) -> None:
+    """With neither PAGEKIT_BROKER_URL nor `pagekit up`, a worker must not fall back to a
+    Redis on localhost:6379 (one runs on this machine): it stops at once and says why."""
+    local = redis.Redis(
+        host="127.0.0.1", port=6379, socket_timeout=5, single_connection_client=True
+    )
+    try:
+        local.ping()
+    except (redis.RedisError, OSError):
+        local = None  # nothing a guess could reach: the message is still checked
+    before = local.info("stats")["total_connections_received"] if local else 0
+    home = tmp_path / "no-runtime"
+    fix = "start the local runtime with `pagekit up`, or set PAGEKIT_BROKER_URL"
+    for command in (["pagekit", "worker"], ["celery", "-A", "pagekit.celery_app", "worker"]):
+        started = time.monotonic()
+        out = run(home, *command, timeout=60)
+        assert out.returncode != 0, (command, out.stdout, out.stderr)
+        assert time.monotonic() - started < 30, command  # it did not sit on a broker
+        assert fix in out.stderr, (command, out.stderr)
+        if command[0] == "pagekit":
+            assert one_error_line(out) == f"error: no broker: {fix}"
+    if local is not None:
+        after = local.info("stats")["total_connections_received"]
+        assert after == before, "a worker connected to the Redis on 127.0.0.1:6379"
+        local.close()
+    assert not (home / "runtime").exists()  # and started no runtime of its own

@@ -1,8 +1,8 @@
 """What every ``pagekit`` command shares: the data directory, settings, one client.
 
 Nothing is built before a command asks for it: ``pagekit --help`` reads no setting and
-imports neither Celery nor SQLAlchemy, and ``pagekit token list`` opens the database
-without starting Redis.
+imports neither Celery nor SQLAlchemy, and commands that only read (``pagekit pages``,
+``export``, ``task status``, ``token list`` ...) open the database and never start Redis.
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ class CliContext:
         return self._settings
 
     def client(self, *, start: bool = True) -> Client:
-        """The command's :class:`~pagekit.Client`; ``start=False`` joins a running
-        runtime but never starts one."""
+        """The command's :class:`~pagekit.Client`. It opens only the database; the first
+        call that needs the broker starts the embedded runtime, or with ``start=False``
+        (commands that only read) fails with "start it with `pagekit up`"."""
         if self._client is None:
             from ..client import Client
 

@@ -18,7 +18,7 @@ from .context import CliContext, pass_cli
 @pass_cli
 def export(cli: CliContext, project: str, fmt: str | None, output: Path) -> None:
     """Export PROJECT's results to a file (format from --format or the extension)."""
-    path = cli.client().export(project, output, fmt)
+    path = cli.client(start=False).export(project, output, fmt)
     click.echo(f"wrote {path}")
 
 
@@ -45,8 +45,9 @@ def report(
         import papermill  # noqa: F401
     from ..report_html import make_report
 
+    client = cli.client(start=False)
     written = make_report(
-        cli.client(), project, output=output, notebook=notebook, pdf=pdf, max_pages=max_pages
+        client, project, output=output, notebook=notebook, pdf=pdf, max_pages=max_pages
     )
     for path in written:
         click.echo(f"wrote {path}")

@@ -24,7 +24,8 @@ def process(
     cli: CliContext, project: str, pages_: str | None, all_pending: bool, retry_failed: bool,
     wait_: bool, timeout: float | None,
 ) -> None:  # fmt: skip
-    """Queue PROJECT's pages for processing; prints the job contract JSON (task_id ...)."""
+    """Queue PROJECT's pages for processing (starting the local runtime if it is down);
+    prints the job contract JSON (task_id ...)."""
     client = cli.client()
     if pages_ is not None:
         job = client.process_batch(project, client.page_ids_for_numbers(project, pages_))
@@ -60,7 +61,7 @@ def task() -> None:
 @pass_cli
 def task_status(cli: CliContext, task_id: str) -> None:
     """Where TASK_ID is: queued, processing (current/total) or its result."""
-    cli.echo_json(cli.client().status(task_id))
+    cli.echo_json(cli.client(start=False).status(task_id))
 
 
 @task.command("cancel")
@@ -68,7 +69,7 @@ def task_status(cli: CliContext, task_id: str) -> None:
 @pass_cli
 def task_cancel(cli: CliContext, task_id: str) -> None:
     """Cancel TASK_ID; prints the job contract JSON with cancelled_pages."""
-    cli.echo_json(cli.client().cancel(task_id))
+    cli.echo_json(cli.client(start=False).cancel(task_id))
 
 
 @task.command("wait")
@@ -77,4 +78,4 @@ def task_cancel(cli: CliContext, task_id: str) -> None:
 @pass_cli
 def task_wait(cli: CliContext, task_id: str, timeout: float | None) -> None:
     """Wait for TASK_ID with a progress bar, then print its result."""
-    cli.echo_json(cli.client().wait(task_id, timeout=timeout))
+    cli.echo_json(cli.client(start=False).wait(task_id, timeout=timeout))

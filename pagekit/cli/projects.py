@@ -23,14 +23,14 @@ def project() -> None:
 def project_create(cli: CliContext, name: str, steps: str) -> None:
     """Create a project called NAME; prints it as JSON."""
     steps_list = [s.strip() for s in steps.split(",") if s.strip()]
-    cli.echo_json(cli.client().create_project(name, steps_list))
+    cli.echo_json(cli.client(start=False).create_project(name, steps_list))
 
 
 @project.command("list")
 @pass_cli
 def project_list(cli: CliContext) -> None:
     """List projects with their page counts."""
-    df = cli.client().projects()
+    df = cli.client(start=False).projects()
     click.echo(df.to_string(index=False) if len(df) else "no projects yet")
 
 
@@ -41,7 +41,7 @@ def project_list(cli: CliContext) -> None:
 @click.pass_context
 def add(ctx: click.Context, project: str, files: tuple[Path, ...], page_number: int | None) -> None:
     """Add image and PDF files to PROJECT (a PDF adds one page per PDF page)."""
-    client = ctx.ensure_object(CliContext).client()
+    client = ctx.ensure_object(CliContext).client(start=False)
     rejected = 0
     for o in client.add_pages(project, list(files), page_number=page_number):
         if o["status"] == "added":
@@ -66,5 +66,5 @@ def add(ctx: click.Context, project: str, files: tuple[Path, ...], page_number: 
 @pass_cli
 def pages(cli: CliContext, project: str, status_: str | None, limit: int | None) -> None:
     """List PROJECT's pages."""
-    df = cli.client().pages(project, status=status_, limit=limit)
+    df = cli.client(start=False).pages(project, status=status_, limit=limit)
     click.echo(df[list(PAGE_SUMMARY_COLUMNS)].to_string(index=False) if len(df) else "no pages")

@@ -40,10 +40,14 @@ def down(cli: CliContext) -> None:
 @click.command()
 @click.pass_context
 def status(ctx: click.Context) -> None:
-    """Show the runtime, workers and queue."""
+    """Show the data directory, the runtime, workers and queue (starts nothing)."""
     cli = ctx.ensure_object(CliContext)
     settings = cli.settings
-    info: dict[str, Any] = {"runtime": None, "broker": settings.broker_url and "external"}
+    info: dict[str, Any] = {
+        "home": str(settings.home_abs),
+        "runtime": None,
+        "broker": settings.broker_url and "external",
+    }
     if not settings.broker_url:
         info["runtime"] = runtime.describe(settings)
         if not info["runtime"]["running"]:
