@@ -610,7 +610,8 @@ def _batch_queued(job: dict[str, Any]) -> BatchQueued:
 def _is_one_item(items: Any) -> bool:
     """One file (a path, bytes, a file object or a ``(name, bytes)`` upload), not a list.
 
-    A tuple is an upload only as ``(str, bytes-like)``; ``("a.jpg", "b.jpg")`` is two paths.
+    A tuple is an upload only as ``(str, bytes-like or file)``; ``("a.jpg", "b.jpg")`` is
+    two paths.
     """
     if isinstance(items, (str, Path, bytes, bytearray, memoryview)) or hasattr(items, "read"):
         return True
@@ -618,7 +619,7 @@ def _is_one_item(items: Any) -> bool:
         isinstance(items, tuple)
         and len(items) == 2
         and isinstance(items[0], str)
-        and isinstance(items[1], (bytes, bytearray, memoryview))
+        and (isinstance(items[1], (bytes, bytearray, memoryview)) or hasattr(items[1], "read"))
     )
 
 

@@ -76,6 +76,10 @@ class Settings:
     max_image_pixels: int = 120_000_000
     # Hard time limit for one page in a worker (seconds); soft limit is 90% of it.
     page_time_limit: int = 300
+    # MB of memory PDFium may use for one PDF page, in a child process of the worker: a
+    # page at the pixel limit (120 MP, 8-bit) renders in ~400 MB; a content-stream bomb
+    # needs many GB and is stopped in a second or two. 0: no cap.
+    page_memory_mb: int = 1024
     # Broker visibility timeout (seconds): how long Redis keeps a message delivered to a
     # worker that vanished before it hands it out again. Only a backstop: the workers'
     # heartbeats re-queue such pages within heartbeat_timeout. Longer than the page time
@@ -164,6 +168,7 @@ class Settings:
             "PAGEKIT_PDF_TEXT_MIN_CHARS": str(self.pdf_text_min_chars),
             "PAGEKIT_MAX_IMAGE_PIXELS": str(self.max_image_pixels),
             "PAGEKIT_PAGE_TIME_LIMIT": str(self.page_time_limit),
+            "PAGEKIT_PAGE_MEMORY_MB": str(self.page_memory_mb),
             "PAGEKIT_VISIBILITY_TIMEOUT": str(self.visibility_timeout),
             "PAGEKIT_MAX_ATTEMPTS": str(self.max_attempts),
             "PAGEKIT_HEARTBEAT_INTERVAL": str(self.heartbeat_interval),
@@ -183,6 +188,7 @@ _INTS = {
     "max_upload_bytes",
     "max_image_pixels",
     "page_time_limit",
+    "page_memory_mb",
     "visibility_timeout",
     "max_attempts",
     "api_port",

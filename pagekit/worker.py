@@ -85,7 +85,7 @@ def claim(
         max_image_pixels=settings.max_image_pixels,
         time_limit=settings.page_time_limit,
         # PAGEKIT_PAGE_MEMORY_MB (until config.Settings has it, PageInput's default)
-        memory_mb=getattr(settings, "page_memory_mb", PageInput.memory_mb),
+        memory_mb=settings.page_memory_mb,
     )
     return PageWork(job_id, page_id, inp)
 

@@ -41,7 +41,8 @@ __all__ = ["COMMANDS", "main"]
 @click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Data directory (default: $PAGEKIT_HOME or ./pagekit-data).",
+    help="Data directory (default: $PAGEKIT_HOME, else the user data directory, "
+    "e.g. ~/.local/share/pagekit).",
 )
 @click.version_option(package_name="pagekit")
 @click.pass_context

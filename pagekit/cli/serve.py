@@ -20,6 +20,7 @@ def serve(cli: CliContext, host: str | None, port: int | None) -> None:
     host = host or cli.settings.api_host
     port = port or cli.settings.api_port
     client = cli.client()
+    client.connect()  # start (or reuse) the runtime before the first request
     app = api.create_app(client)
     click.echo(f"pagekit API on http://{host}:{port}  (OpenAPI docs: http://{host}:{port}/docs)")
     if not tokens.any_active(client.store):
