@@ -7,19 +7,21 @@ Pending", and waits for the bar at 100% and the pages completed in the table.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import struct
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import need
@@ -66,33 +68,56 @@ def _big_png(text: str, pad_mb: int = 11) -> bytes:
     return png[:33] + chunk + png[33:]  # after the signature and IHDR
 
 
-@pytest.fixture
-def dashboard_url(client: Client, runtime_home: Path, tmp_path: Path) -> Iterator[str]:
-    """`pagekit dashboard` on a free port, reusing the session's runtime."""
+def _printed_url(log: str) -> str | None:
+    match = re.search(r"^pagekit dashboard: (\S+)", log, re.MULTILINE)
+    return match.group(1) if match else None
+
+
+def playwright_api() -> Any:
+    """Playwright's sync API, with headless Chromium there (else skip; fail on CI)."""
+    need(Path(CHROMIUM).exists(), f"headless Chromium at {CHROMIUM} (apt install chromium)")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        sync_api = None
+    need(sync_api is not None, "Playwright for Python (pip install playwright)")
+    return sync_api
+
+
+@contextlib.contextmanager
+def serve_dashboard(
+    runtime_home: Path, log_path: Path, *args: str, **env: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`pagekit dashboard` on a free port against ``runtime_home``: (url, process)."""
     port = _free_port()
-    env = dict(os.environ, PAGEKIT_HOME=str(runtime_home), PAGEKIT_POLL_INTERVAL="0.5")
-    log = (tmp_path / "dashboard.log").open("wb")
+    env = dict(os.environ, PAGEKIT_HOME=str(runtime_home), PAGEKIT_POLL_INTERVAL="0.5", **env)
+    log = log_path.open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pagekit.cli", "dashboard", "--port", str(port)],
+        [sys.executable, "-m", "pagekit.cli", "dashboard", "--port", str(port), *args],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # Voila and its kernels go down together
     )
-    url = f"http://127.0.0.1:{port}/"
+    url = None
     try:
         deadline = time.monotonic() + 120
         while True:
-            assert proc.poll() is None, (tmp_path / "dashboard.log").read_text()
+            assert proc.poll() is None, log_path.read_text()
+            # The URL it prints (with the token when there is one).
+            url = url or _printed_url(log_path.read_text())
             try:
-                with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310
-                    if r.status == 200:
-                        break
+                if url is None:
+                    raise OSError("no URL printed yet")
+                # Listening is enough: a GET of the page would start a kernel.
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+                break
             except OSError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.3)
-        yield url
+        assert url is not None
+        yield url, proc
     finally:
         os.killpg(proc.pid, 15)
         try:
@@ -102,16 +127,17 @@ def dashboard_url(client: Client, runtime_home: Path, tmp_path: Path) -> Iterato
         log.close()
 
 
+@pytest.fixture
+def dashboard_url(client: Client, runtime_home: Path, tmp_path: Path) -> Iterator[str]:
+    """`pagekit dashboard` on a free port, reusing the session's runtime."""
+    with serve_dashboard(runtime_home, tmp_path / "dashboard.log") as (url, _proc):
+        yield url
+
+
 def test_dashboard_uploads_processes_and_shows_completed_pages(
     dashboard_url: str, client: Client, tmp_path: Path
 ) -> None:
-    need(Path(CHROMIUM).exists(), f"headless Chromium at {CHROMIUM} (apt install chromium)")
-    try:
-        from playwright import sync_api
-    except ImportError:
-        sync_api = None
-    need(sync_api is not None, "Playwright for Python (pip install playwright)")
-    assert sync_api is not None
+    sync_api = playwright_api()
     png = tmp_path / "letter.png"
     png.write_bytes(_big_png("Dear reader the dashboard works"))
     assert png.stat().st_size > 10 * 1024 * 1024
