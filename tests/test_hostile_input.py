@@ -240,6 +240,18 @@ def test_server_memory_stays_flat_for_huge_uploads_and_bodies(
         )
         assert upload_growth < 100
         assert json_growth < 100
+        # A content bomb uploaded through the API is stored without being rendered.
+        bomb_project = new_project(client)["project_id"]
+        r = httpx.post(
+            f"{base}/projects/{bomb_project}/pages",
+            files={"file": ("bomb20.pdf", bomb_pdf(300, pages=20))},
+            headers=headers,
+            timeout=120,
+        )
+        assert r.status_code == 201 and len(r.json()["page_ids"]) == 20, r.text
+        bomb_growth = (proc.memory_info().rss - before) / MiB
+        print(f"server RSS +{bomb_growth:.0f} MB after a 20-page content bomb upload")
+        assert bomb_growth < 100
         # A normal JSON body still goes through.
         r = httpx.post(
             f"{base}/tasks/projects/{pid}/process-batch",
@@ -251,4 +263,4 @@ def test_server_memory_stays_flat_for_huge_uploads_and_bodies(
     finally:
         server.terminate()
         server.communicate(timeout=30)
-    assert client.pages(pid).empty
+    assert client.pages(pid).empty  # the refused upload stored nothing
