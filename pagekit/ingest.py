@@ -203,6 +203,13 @@ def split(
     """Validate one file and split it into pages; raises one IngestError, never returns []."""
     if is_upload:
         check_name(name)
+    elif any(ch in BIDI_CONTROLS for ch in name):  # a local file: only what misleads the eye
+        bidi = sorted({f"U+{ord(ch):04X}" for ch in name if ch in BIDI_CONTROLS})
+        raise BadFileName(
+            repr(name)[:80],
+            f"the file name contains bidirectional control characters ({', '.join(bidi)}) "
+            "that make it display differently from what it is; rename the file",
+        )
     if not data:
         raise EmptyFile(name, "the file is empty (0 bytes); add it again once fully copied")
     if len(data) > max_bytes:

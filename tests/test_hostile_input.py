@@ -264,3 +264,11 @@ def test_server_memory_stays_flat_for_huge_uploads_and_bodies(
         server.terminate()
         server.communicate(timeout=30)
     assert client.pages(pid).empty  # the refused upload stored nothing
+
+
+def test_a_local_file_with_a_bidi_name_is_refused_too(client: Client, tmp_path: Path) -> None:
+    path = tmp_path / "invoice\u202egnp.png"
+    path.write_bytes(g.image_bytes(g.text_image("a page with a misleading name"), "PNG"))
+    (out,) = client.add_pages(new_project(client), [path])
+    assert out["status"] == "rejected" and "U+202E" in out["error"], out
+    assert out["reason"] == "bad file name"
