@@ -276,3 +276,9 @@ def test_the_api_schemas_are_the_contract_shapes(model, shape):
     api = pytest.importorskip("pagekit.api", reason="the api extra is not installed")
     fields = set(getattr(api, model).model_fields)
     assert fields == set(shape.__annotations__), f"{model} differs from contract.{shape.__name__}"
+
+
+def test_nothing_is_pickled_across_processes():
+    """JSON only between processes (Celery messages, the PDF renderer's child, the runtime)."""
+    users = [name for name, path in MODULES.items() if "pickle" in _third_party_imports(path)]
+    assert users == [], f"modules importing pickle: {users}"

@@ -4,14 +4,17 @@ PDFium aborts its whole process when an allocation fails, so a page whose conten
 more memory than it should (a small PDF whose content stream inflates to hundreds of MB)
 must be parsed in a process of its own: the child dies, its caller fails the page and
 lives on, and whatever the child took goes back to the system at once.
+
+The answer crosses the pipe as JSON plus raw byte blobs (no pickle): the called function
+returns ``(meta, blobs)``, a JSON-able value and a list of ``bytes``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
-import pickle
 import resource
 import signal
 from collections.abc import Callable
@@ -61,7 +64,8 @@ def _child(write_fd: int, fn: Callable[..., Any], args: tuple[Any, ...], caps: t
     try:
         _cap(*caps)
         try:
-            answer: tuple[str, Any] = ("ok", fn(*args))
+            meta, blobs = fn(*args)
+            header: dict[str, Any] = {"ok": True, "meta": meta, "sizes": [len(b) for b in blobs]}
         except MemoryError:
             code = 3
             return
@@ -69,10 +73,13 @@ def _child(write_fd: int, fn: Callable[..., Any], args: tuple[Any, ...], caps: t
             from ..errors import PagekitError
 
             kind = "pagekit" if isinstance(exc, PagekitError) else type(exc).__name__
-            answer = ("error", (kind, str(exc)))
-        payload = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+            header, blobs = {"ok": False, "kind": kind, "message": str(exc)}, []
+        encoded = json.dumps(header).encode("utf-8")
         with os.fdopen(write_fd, "wb") as out:
-            out.write(payload)
+            out.write(len(encoded).to_bytes(8, "big"))
+            out.write(encoded)
+            for blob in blobs:
+                out.write(blob)
     except MemoryError:
         code = 3
     except BaseException:
@@ -81,8 +88,12 @@ def _child(write_fd: int, fn: Callable[..., Any], args: tuple[Any, ...], caps: t
         os._exit(code)
 
 
-def run_capped(fn: Callable[..., T], *args: Any, memory_mb: int, cpu_seconds: int = 0) -> T:
+def run_capped(
+    fn: Callable[..., tuple[Any, list[bytes]]], *args: Any, memory_mb: int, cpu_seconds: int = 0
+) -> tuple[Any, list[bytes]]:
     """``fn(*args)`` in a forked child with ``memory_mb`` MB more address space at most.
+
+    ``fn`` returns ``(meta, blobs)``: a JSON-able value and a list of bytes; so does this.
 
     Raises :class:`ChildFailed` when ``fn`` raised, :class:`ChildDied` when the child was
     killed or aborted (PDFium's answer to a failed allocation). An exception in the caller
@@ -106,10 +117,15 @@ def run_capped(fn: Callable[..., T], *args: Any, memory_mb: int, cpu_seconds: in
             with contextlib.suppress(OSError):
                 os.waitpid(pid, 0)
     if payload and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
-        state, value = pickle.loads(payload)
-        if state == "ok":
-            return value
-        raise ChildFailed(*value)
+        size = int.from_bytes(payload[:8], "big")
+        header = json.loads(payload[8 : 8 + size])
+        if not header["ok"]:
+            raise ChildFailed(header["kind"], header["message"])
+        blobs, at = [], 8 + size
+        for length in header["sizes"]:
+            blobs.append(payload[at : at + length])
+            at += length
+        return header["meta"], blobs
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         name = signal.Signals(sig).name

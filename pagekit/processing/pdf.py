@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from time import perf_counter
 from typing import Any, TypeVar
 
@@ -135,6 +134,22 @@ def render_page(data: bytes, source: str, dpi: int, max_pixels: int) -> Image.Im
         doc.close()
 
 
+def _to_wire(value: PageRead | Image.Image) -> tuple[dict[str, Any], list[bytes]]:
+    """A page read or an image as JSON plus raw pixels, to cross the child's pipe."""
+    image = value.image if isinstance(value, PageRead) else value
+    meta: dict[str, Any] = {"mode": image.mode, "size": list(image.size)}
+    if isinstance(value, PageRead):
+        meta.update(text=value.text, dpi=value.dpi, timings=value.timings)
+    return meta, [image.tobytes()]
+
+
+def _from_wire(meta: dict[str, Any], blobs: list[bytes]) -> PageRead | Image.Image:
+    image = Image.frombytes(meta["mode"], tuple(meta["size"]), blobs[0])
+    if "text" in meta:
+        return PageRead(meta["text"], image, meta["dpi"], meta["timings"])
+    return image
+
+
 def capped(
     fn: Callable[..., T], *args: Any, source: str, memory_mb: int, time_limit: int, **kw: Any
 ) -> T:
@@ -144,9 +159,10 @@ def capped(
     allocation fails; in a child, a page that needs too much fails alone, with a message.
     """
     try:
-        return _sandbox.run_capped(
-            partial(fn, *args, **kw), memory_mb=memory_mb, cpu_seconds=time_limit
+        meta, blobs = _sandbox.run_capped(
+            lambda: _to_wire(fn(*args, **kw)), memory_mb=memory_mb, cpu_seconds=time_limit
         )
+        return _from_wire(meta, blobs)  # type: ignore[return-value]
     except _sandbox.ChildFailed as exc:
         if exc.kind == "pagekit":
             raise ProcessingError(str(exc)) from None
