@@ -24,11 +24,18 @@ from .errors import (
 ID_MAX = 2**31 - 1
 NAME_MAX = 200
 STEP_NAME_MAX = 100
+# Bidirectional embeddings, overrides and isolates: "cod\u202egnp.exe" shows as "codexe.png".
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 # No control characters, and no bidirectional overrides that display a name reversed.
 PRINTABLE = r"^[^\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]+$"
 _PRINTABLE = re.compile(PRINTABLE)
 # Ranges and numbers in one page selection ("1,2,5-9").
 SELECTION_PARTS_MAX = 10_000
+
+
+def bidi_controls(name: str) -> list[str]:
+    """The bidirectional control characters in ``name``, as ``U+202E``, sorted."""
+    return sorted({f"U+{ord(ch):04X}" for ch in name if ch in BIDI_CONTROLS})
 
 
 def project_name(name: object) -> str:
