@@ -154,30 +154,17 @@ def record(store: Store, blobs: BlobStore, work: PageWork, result: PageResult | 
     )
 
 
-def finish(
-    store: Store,
-    job_id: str,
-    page_id: int,
-    state: str,
-    *,
-    error: str | None = None,
-    fields: dict[str, Any] | None = None,
-) -> bool:
-    """Move a job page to a finished state exactly once (idempotent)."""
-    return rows.finish_page(store, job_id, page_id, state, error=error, fields=fields)
+# Move a job page to a finished state exactly once (idempotent); False if it already was.
+finish = rows.finish_page
 
 
 # -- heartbeats and recovery -----------------------------------------------------------------
 
 
-def beat(store: Store, worker: str, held: Iterable[tuple[str, int]], **info: Any) -> None:
-    """Record that ``worker`` is alive and still holds the pages ``held``."""
-    rows.beat(store, worker, held, **info)
-
-
-def forget_worker(store: Store, worker: str) -> None:
-    """A worker that stops cleanly says goodbye (so `wait()` knows it is gone)."""
-    rows.forget_worker(store, worker)
+# Record that a worker is alive and still holds its pages; a worker that stops cleanly
+# says goodbye (so `wait()` knows it is gone).
+beat = rows.beat
+forget_worker = rows.forget_worker
 
 
 def live_workers(store: Store, within: float) -> list[str]:
