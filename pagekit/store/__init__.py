@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
@@ -561,13 +562,14 @@ class Store:
                         select(Page.page_number, Page.id).where(Page.project_id == project_id, part)
                     ).all()
                 )
+        numbers = sorted(found)  # once: each range is a slice of it
         out: list[int] = []
         for lo, hi in ranges:
-            inside = [found[n] for n in sorted(found) if lo <= n <= hi]
+            inside = numbers[bisect_left(numbers, lo) : bisect_right(numbers, hi)]
             if not inside:
                 shown = f"page {lo}" if lo == hi else f"pages {lo}-{hi}"
                 raise InvalidPageSelection(f"no {shown} in this project")
-            out.extend(inside)
+            out.extend(found[n] for n in inside)
         return list(dict.fromkeys(out))
 
     def job_ids(self, project_id: int | None = None) -> list[str]:
