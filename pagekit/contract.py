@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
-from typing import Any, Literal, TypedDict
+from typing import Literal, TypedDict
 
 if sys.version_info >= (3, 11):
     from enum import StrEnum
@@ -63,7 +63,6 @@ class JobState(StrEnum):
 
 
 PAGE_STATES: tuple[PageState, ...] = tuple(PageState)
-JOB_STATES: tuple[JobState, ...] = tuple(JobState)
 # A page in one of these belongs to a running job: it cannot be queued again.
 ACTIVE: tuple[PageState, ...] = (PageState.QUEUED, PageState.PROCESSING)
 # A page's outcome in a job.
@@ -71,10 +70,6 @@ FINISHED: tuple[PageState, ...] = (PageState.COMPLETED, PageState.FAILED, PageSt
 # What "retry failed" queues again.
 RETRYABLE: tuple[PageState, ...] = (PageState.FAILED, PageState.CANCELLED)
 RUNNING_JOB: tuple[JobState, ...] = (JobState.QUEUED, JobState.PROCESSING)
-
-# A job made by process_page has kind "page"; every other one is a "batch".
-JobKind = Literal["page", "batch"]
-
 
 # -- columns -----------------------------------------------------------------------------
 
@@ -244,8 +239,3 @@ class CancelFinished(StatusFinished):
 
 
 CancelReply = CancelRunning | CancelFinished
-
-
-def is_finished(status: dict[str, Any]) -> bool:
-    """True when a status shape is final (it carries ``result``)."""
-    return status.get("status") not in RUNNING_JOB
