@@ -47,7 +47,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from . import tokens
 from .client import Client
 from .contract import FINISHED, PAGE_STATES, RUNNING_JOB, PageState
-from .errors import IngestError, NoSuchTask, PagekitError
+from .errors import REASON_STATUS, IngestError, NoSuchTask, PagekitError
 from .validate import ID_MAX, NAME_MAX, PRINTABLE, STEP_NAME_MAX
 
 # Multipart framing and the page_number field around the file; the file itself is
@@ -484,7 +484,7 @@ def _add_page(
     if out["status"] == "rejected":
         reason = out.get("reason")
         body = {"detail": out["error"], **({"reason": reason} if reason else {})}
-        return _upload_status(reason), body
+        return REASON_STATUS.get(reason, IngestError.http_status), body
     if out["status"] == "added":
         ids, numbers, code = out["page_ids"], out["page_numbers"], 201
     else:
@@ -672,22 +672,6 @@ def _known_shape(task_id: str) -> str:
 def _records(df: Any) -> list[dict[str, Any]]:
     """DataFrame rows as dicts with None for missing values (not NaN/NaT)."""
     return df.astype(object).where(df.notna(), None).to_dict("records")
-
-
-def _upload_status(reason: str | None) -> int:
-    """The HTTP status of a refused upload, from the error type its reason names."""
-    kinds = [IngestError, *_subclasses(IngestError), *_subclasses(PagekitError)]
-    for cls in kinds:
-        if reason is not None and getattr(cls, "reason", None) == reason:
-            return cls.http_status
-    return IngestError.http_status
-
-
-def _subclasses(cls: type) -> list[type]:
-    out = []
-    for sub in cls.__subclasses__():
-        out += [sub, *_subclasses(sub)]
-    return out
 
 
 async def _pagekit_error(request: Request, exc: Exception) -> JSONResponse:

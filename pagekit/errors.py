@@ -46,19 +46,6 @@ class UnknownStatus(InvalidInput):
     """A page state that does not exist (see :class:`pagekit.contract.PageState`)."""
 
 
-class UnknownStep(InvalidInput):
-    """A project names a custom step that no loaded step module or plugin registers."""
-
-    def __init__(self, names: list[str], known: list[str]):
-        self.names = names
-        shown = ", ".join(repr(n) for n in names)
-        super().__init__(
-            f"no processing step named {shown} (known: {', '.join(sorted(known)) or 'none'}); "
-            "register it with @pagekit.step in a module named by PAGEKIT_STEP_MODULES, or a "
-            "pagekit.steps entry point"
-        )
-
-
 class RuntimeUnavailable(PagekitError):
     """The broker or the embedded runtime cannot be reached or started."""
 
@@ -217,16 +204,34 @@ class BadFileName(IngestError):
 
 
 class StepNotFound(PagekitError):
-    """A project names a processing step that is not registered."""
+    """A project names a processing step that is not registered (a page fails with it)."""
 
-    def __init__(self, name: str, known: list[str]):
-        self.name = name
+    def __init__(self, name: str | list[str], known: list[str]):
+        self.names = [name] if isinstance(name, str) else list(name)
+        self.name = self.names[0]
+        shown = ", ".join(repr(n) for n in self.names)
         super().__init__(
-            f"no processing step named {name!r} (known: {', '.join(sorted(known)) or 'none'}); "
+            f"no processing step named {shown} (known: {', '.join(sorted(known)) or 'none'}); "
             "register it with @pagekit.step, the pagekit.steps entry point, or "
             "PAGEKIT_STEP_MODULES on the workers"
         )
 
 
+class UnknownStep(StepNotFound, InvalidInput):
+    """The same, found when the project is created: refused as bad input (exit 2, 422)."""
+
+
 class ProcessingError(PagekitError):
     """A page could not be processed (the page is marked failed with this message)."""
+
+
+def _with_subclasses(cls: type[PagekitError]) -> list[type[PagekitError]]:
+    return [cls, *(c for sub in cls.__subclasses__() for c in _with_subclasses(sub))]
+
+
+# A refused file's ``reason`` -> the HTTP status of its error (the API's upload route).
+REASON_STATUS: dict[str, int] = {
+    cls.reason: cls.http_status  # type: ignore[attr-defined]
+    for cls in _with_subclasses(PagekitError)
+    if "reason" in vars(cls)
+}
