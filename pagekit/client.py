@@ -124,9 +124,15 @@ class Client:
                         raise RuntimeUnavailable(
                             "the embedded runtime is not running; start it with `pagekit up`"
                         )
-                    self._broker_url, self._redis = state["broker_url"], _redis_identity(state)
-                self._app = make_app(self.settings, str(self._broker_url))
+                    self._join(state)
+                else:
+                    self._app = make_app(self.settings, str(self._broker_url))
             return self._app
+
+    def _join(self, state: dict[str, Any]) -> None:
+        """Use the embedded Redis that the runtime ``state`` names, with fresh connections."""
+        self._broker_url, self._redis = state["broker_url"], _redis_identity(state)
+        self._app = make_app(self.settings, self._broker_url)
 
     def _with_broker(self, call: Callable[[], Any]) -> Any:
         """Run ``call`` (it talks to the broker), joining it first if need be. If it fails
@@ -146,10 +152,9 @@ class Client:
                     if state is None or _redis_identity(state) == self._redis:
                         raise  # the runtime is down, or it is the same Redis: no restart
                     log.info("reconnecting to the restarted runtime (port %s)", state["redis_port"])
-                    self._broker_url, self._redis = state["broker_url"], _redis_identity(state)
-                    # Fresh connections (the old ones are dead). The old app is left open:
-                    # another thread may still be using it.
-                    self._app = make_app(self.settings, self._broker_url)
+                    # The old connections are dead. The old app is left open: another
+                    # thread may still be using it.
+                    self._join(state)
             return call()
 
     def __repr__(self) -> str:
