@@ -27,6 +27,12 @@ class PageInput:
     time_limit: int = 0  # seconds a worker allows one page (for messages); 0: not known
     # MB of memory PDFium may use for one PDF page, in a child process; 0: no cap.
     memory_mb: int = 1024
+    # "auto": a PDF text layer that passes the sanity check, else OCR; "force": always
+    # render and OCR; "text-only": never OCR (image pages and rejected layers get no text).
+    ocr_mode: str = "auto"
+    rotate: bool = True  # detect orientation (Tesseract OSD) and turn the page upright
+    deskew: bool = True  # straighten pages scanned a few degrees off
+    review_threshold: float = 60.0  # mean confidence under this flags needs_review
 
 
 @dataclass
@@ -46,6 +52,16 @@ class PageResult:
     thumbnail: bytes | None = None  # JPEG, longest side <= 256 px
     extra: dict[str, Any] = field(default_factory=dict)  # custom step outputs by step name
     error: str | None = None  # what went wrong on this page, and the fix
+    rotation: int = 0  # degrees clockwise turned before OCR: 0, 90, 180 or 270
+    skew: float | None = None  # degrees rotated to straighten the page; None: not measured
+    text_source: str = ""  # "ocr" | "text-layer" | "" (no text: text-only on an image)
+    text_source_reason: str = ""  # one line: why this source, e.g. the check's figures
+    needs_review: bool = False
+    review_reason: str | None = None
+    # OCR'd pages: {"width": px, "height": px, "dpi": n, "rotation": deg, "skew": deg,
+    #  "words": [[text, x0, y0, x1, y1, conf, block, par, line], ...]} in pixels of the
+    # image OCR read (upright and deskewed); text-layer pages: None.
+    layout: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict; the thumbnail is base64 under ``thumbnail_b64``."""

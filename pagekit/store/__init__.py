@@ -72,6 +72,11 @@ class Project(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     steps: Mapped[list[Any]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # OCR options (None: the installation's default, PAGEKIT_OCR_LANG / _OCR_MODE /
+    # _REVIEW_THRESHOLD). ``languages`` is a list of Tesseract codes, e.g. ["eng", "deu"].
+    languages: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    ocr_mode: Mapped[str | None] = mapped_column(String(12), nullable=True)
+    review_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Page(Base):
@@ -110,6 +115,29 @@ class Page(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # How the text was read: the rotation (degrees clockwise, 0/90/180/270) and deskew
+    # angle applied before OCR, where the text came from ("ocr" | "text-layer") and why.
+    rotation: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    skew: Mapped[float | None] = mapped_column(Float, nullable=True)
+    text_source: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    text_source_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Completed, but a person should look: mean confidence under the project's threshold.
+    needs_review: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    review_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class PageLayout(Base):
+    """The words OCR found on a page, with boxes: what searchable PDF, hOCR and ALTO use.
+
+    Kept apart from ``pages`` so page lists never read it. ``words`` is the compact
+    layout of :attr:`pagekit.processing.types.PageResult.layout`.
+    """
+
+    __tablename__ = "page_layouts"
+    page_id: Mapped[int] = mapped_column(
+        ForeignKey("pages.id", ondelete="CASCADE"), primary_key=True
+    )
+    layout: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class Job(Base):
@@ -118,6 +146,8 @@ class Job(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(10))  # "page" | "batch"
     total: Mapped[int] = mapped_column(Integer)
+    # This batch's OCR mode ("auto" | "force" | "text-only"); None: the project's.
+    ocr_mode: Mapped[str | None] = mapped_column(String(12), nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
