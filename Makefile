@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test dashboard serve bench lint down clean
+.PHONY: install demo test dashboard serve bench bench-tools lint down clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "pagekit needs Python 3.10+"'
@@ -30,6 +30,10 @@ serve: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/throughput.py
+
+# OCRmyPDF, for the benchmark's comparison only (it also needs `apt-get install tesseract-ocr`).
+bench-tools:
+	test -x .venv-bench/bin/ocrmypdf || ($(PYTHON) -m venv .venv-bench && .venv-bench/bin/pip install -q ocrmypdf)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
