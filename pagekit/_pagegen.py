@@ -13,7 +13,7 @@ import textwrap
 from collections import Counter
 from collections.abc import Sequence
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 # Invented letters in the style of the 1890s: plain ASCII, mostly common dictionary words,
 # so OCR of a clean rendering is near perfect and tests can compare words.
@@ -106,6 +106,20 @@ def _wrap(text: str, font: ImageFont.FreeTypeFont, max_width: float) -> list[str
     return lines
 
 
+def _layout(text: str, width: int, height: int, font_size: int) -> list[tuple[int, int, str]]:
+    """Where :func:`text_image` draws each line: ``(x, y, line)``, top left in pixels."""
+    font = ImageFont.load_default(size=font_size)
+    margin = width // 10
+    y = height // 12
+    placed = []
+    for line in _wrap(text, font, width - 2 * margin):
+        if y + font_size > height - height // 12:
+            break
+        placed.append((margin, y, line))
+        y += int(font_size * 1.5)
+    return placed
+
+
 def text_image(
     text: str,
     *,
@@ -124,13 +138,8 @@ def text_image(
     img = Image.new("L", (width, height), 255)
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default(size=font_size)
-    margin = width // 10
-    y = height // 12
-    for line in _wrap(text, font, width - 2 * margin):
-        if y + font_size > height - height // 12:
-            break
-        draw.text((margin, y), line, fill=0, font=font)
-        y += int(font_size * 1.5)
+    for x, y, line in _layout(text, width, height, font_size):
+        draw.text((x, y), line, fill=0, font=font)
     if rotate:
         img = img.rotate(rotate, resample=Image.Resampling.BICUBIC, fillcolor=255)
     if noise > 0:
@@ -140,6 +149,44 @@ def text_image(
             xy = (rng.randrange(width), rng.randrange(height))
             draw.point(xy, fill=rng.choice((40, 90, 200)))
     return img
+
+
+def lying(img: Image.Image, degrees: int) -> Image.Image:
+    """The page as a scanner fed it, turned ``degrees`` (90, 180, 270) counter-clockwise:
+    pagekit should turn it back ``degrees`` clockwise and record ``rotation == degrees``."""
+    return img.rotate(degrees, expand=True)
+
+
+def low_contrast_image(
+    text: str,
+    *,
+    width: int = 1275,
+    height: int = 1650,
+    font_size: int = 24,
+    ink: int = 170,
+    paper: int = 225,
+    blur: float = 2.6,
+) -> Image.Image:
+    """A faint, blurred page: gray ``ink`` on gray ``paper``, small type. Tesseract reads
+    part of it with a low mean confidence (about 48 and half the words, as generated)."""
+    img = text_image(text, width=width, height=height, font_size=font_size)
+    img = img.point(lambda v: round(ink + (paper - ink) * v / 255))
+    return img.filter(ImageFilter.GaussianBlur(blur))
+
+
+def word_box(
+    text: str, word: str, *, width: int, height: int, font_size: int
+) -> tuple[int, int, int, int]:
+    """Where :func:`text_image` draws the first ``word`` of ``text``: ``(x0, y0, x1, y1)``
+    in pixels, from the font's metrics."""
+    font = ImageFont.load_default(size=font_size)
+    for x, y, line in _layout(text, width, height, font_size):
+        before, found, _ = f" {line} ".partition(f" {word} ")
+        if found:
+            left = x + font.getlength(before[1:] + " ") if before.strip() else x
+            x0, y0, x1, y1 = font.getbbox(word)
+            return round(left + x0), y + y0, round(left + x1), y + y1
+    raise ValueError(f"{word!r} is not a word of the page")
 
 
 # Transposes that turn an upright image into the pixels a camera stores with each EXIF
@@ -176,6 +223,29 @@ def _pdf_string(line: str) -> str:
     return safe.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
 
+def _stream(entries: str, data: bytes) -> bytes:
+    head = f"<< {entries} /Length {len(data)} >>" if entries else f"<< /Length {len(data)} >>"
+    return f"{head}\nstream\n".encode() + data + b"\nendstream"
+
+
+def _pdf(objects: Sequence[bytes]) -> bytes:
+    """A PDF file of ``objects`` (object n is ``objects[n - 1]``; 1 is the catalog)."""
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for n, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n" % n + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    for off in offsets:
+        out.write(b"%010d 00000 n \n" % off)
+    out.write(
+        b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    )
+    return out.getvalue()
+
+
 def text_pdf(pages: Sequence[str], *, font_size: int = 12) -> bytes:
     """A US Letter PDF whose pages carry ``pages`` as a real text layer (Helvetica)."""
     objects: list[bytes] = []  # object n is objects[n - 1]
@@ -195,24 +265,83 @@ def text_pdf(pages: Sequence[str], *, font_size: int = 12) -> bytes:
             f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * i} 0 R "
             f"/Resources << /Font << /F1 {font_obj} 0 R >> >> >>".encode()
         )
-        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+        objects.append(_stream("", stream))
     objects.append(
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
     )
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for n, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % n + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    for off in offsets:
-        out.write(b"%010d 00000 n \n" % off)
-    out.write(
-        b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    )
-    return out.getvalue()
+    return _pdf(objects)
+
+
+def _to_unicode(mapping: dict[int, str]) -> bytes:
+    """A ToUnicode CMap sending one-byte codes to the given characters."""
+    lines = [
+        "/CIDInit /ProcSet findresource begin 12 dict begin begincmap",
+        "/CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def",
+        "/CMapName /Adobe-Identity-UCS def /CMapType 2 def",
+        "1 begincodespacerange <00> <FF> endcodespacerange",
+    ]
+    items = sorted(mapping.items())
+    for start in range(0, len(items), 100):  # at most 100 entries per block
+        chunk = items[start : start + 100]
+        lines.append(f"{len(chunk)} beginbfchar")
+        lines += [f"<{code:02X}> <{ord(ch):04X}>" for code, ch in chunk]
+        lines.append("endbfchar")
+    lines.append("endcmap CMapName currentdict /CMap defineresource pop end end")
+    return "\n".join(lines).encode("ascii")
+
+
+# What a broken font's text layer turns each printable ASCII code into (space stays).
+WRONG_LAYERS = {
+    # Unmapped glyphs that a converter put in the private use area.
+    "private-use": lambda code: chr(0xE000 + code),
+    # UTF-16 read with its bytes swapped: "Dear" becomes "䐀攀愀爀", CJK-looking garbage.
+    "cjk": lambda code: chr(code << 8),
+}
+
+
+def wrong_layer_pdf(
+    text: str,
+    *,
+    layer: str = "cjk",
+    width: int = 1275,
+    height: int = 1650,
+    font_size: int = 34,
+    dpi: int = 150,
+) -> bytes:
+    """A one-page letter PDF that shows ``text`` (an image, as a scan) under an invisible
+    text layer (render mode 3) whose font maps every letter to the wrong character
+    (``layer``: a key of :data:`WRONG_LAYERS`), as PDFs with broken fonts do.
+
+    The page renders as real text, while its extracted text is garbage.
+    """
+    wrong = WRONG_LAYERS[layer]
+    img = text_image(text, width=width, height=height, font_size=font_size)
+    jpeg = io.BytesIO()
+    img.save(jpeg, "JPEG", quality=85)
+    w_pt, h_pt = width * 72 / dpi, height * 72 / dpi
+    size_pt = font_size * 72 / dpi
+    ops = [f"q {w_pt:.2f} 0 0 {h_pt:.2f} 0 0 cm /Im1 Do Q", f"BT 3 Tr /F1 {size_pt:.2f} Tf"]
+    for x, y, line in _layout(text, width, height, font_size):
+        baseline = h_pt - (y + font_size * 0.8) * 72 / dpi
+        ops.append(f"1 0 0 1 {x * 72 / dpi:.2f} {baseline:.2f} Tm ({_pdf_string(line)}) Tj")
+    ops.append("ET")
+    mapping = {code: wrong(code) for code in range(0x21, 0x7F)}
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {w_pt:.2f} {h_pt:.2f}] /Contents 4 0 R "
+        "/Resources << /Font << /F1 5 0 R >> /XObject << /Im1 6 0 R >> >> >>".encode(),
+        _stream("", "\n".join(ops).encode("latin-1")),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding "
+        b"/ToUnicode 7 0 R >>",
+        _stream(
+            f"/Type /XObject /Subtype /Image /Width {width} /Height {height} "
+            "/ColorSpace /DeviceGray /BitsPerComponent 8 /Filter /DCTDecode",
+            jpeg.getvalue(),
+        ),
+        _stream("", _to_unicode(mapping)),
+    ]
+    return _pdf(objects)
 
 
 def scanned_pdf(images: Sequence[Image.Image], *, dpi: int = 150, quality: int = 75) -> bytes:

@@ -6,7 +6,7 @@ Workers call PDFium only in a child process under a memory cap (:func:`capped`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from time import perf_counter
 from typing import Any, TypeVar
 
@@ -14,7 +14,7 @@ import pypdfium2 as pdfium
 from PIL import Image
 
 from ..errors import CorruptFile, EncryptedPDF, ProcessingError
-from . import _sandbox
+from . import _sandbox, textcheck
 
 T = TypeVar("T")
 
@@ -49,11 +49,6 @@ def text_layer(page: pdfium.PdfPage) -> str:
     finally:
         textpage.close()
     return text.replace("\r\n", "\n").replace("\r", "\n").strip()
-
-
-def significant_chars(text: str) -> int:
-    """Letters and digits: what decides whether a text layer is real text."""
-    return sum(ch.isalnum() for ch in text)
 
 
 def fit_dpi(page: pdfium.PdfPage, dpi: float, max_pixels: int) -> float:
@@ -91,35 +86,48 @@ def render_to_fit(page: pdfium.PdfPage, size: int) -> Image.Image:
 
 @dataclass
 class PageRead:
-    """What a PDF page gives: its text layer and an image (full size, or a thumbnail's)."""
+    """What a PDF page gives: its text layer, the check's verdict on it, and an image (full
+    size for OCR, or a thumbnail's when the text layer is used)."""
 
     text: str
     image: Image.Image
     dpi: float | None  # the image's DPI when it is the page for OCR; None for a thumbnail's
     timings: dict[str, float] = field(default_factory=dict)
+    check: textcheck.Verdict | None = None  # None in mode "force": the layer is not read
 
 
 def read_page(
-    data: bytes, source: str, *, min_chars: int, dpi: int, max_pixels: int, thumb_size: int
+    data: bytes,
+    source: str,
+    *,
+    mode: str = "auto",
+    min_chars: int,
+    dpi: int,
+    max_pixels: int,
+    thumb_size: int,
 ) -> PageRead:
-    """Open a one-page PDF; read its text layer; render it for OCR, or for a thumbnail only
-    when the text layer has at least ``min_chars`` letters and digits."""
+    """Open a one-page PDF, read and check its text layer, and render the page: only for a
+    thumbnail when the text layer is to be used (mode "text-only", or mode "auto" and the
+    layer passes :func:`pagekit.processing.textcheck.check`), else at ``dpi`` for OCR."""
     timings: dict[str, float] = {}
     started = perf_counter()
     doc = open_document(data, source)
     try:
         page = doc[0]
         timings["load"] = round(perf_counter() - started, 4)
+        text, verdict = "", None
+        if mode != "force":
+            started = perf_counter()
+            text = text_layer(page)
+            verdict = textcheck.check(text, min_chars)
+            timings["text_layer"] = round(perf_counter() - started, 4)
         started = perf_counter()
-        text = text_layer(page)
-        timings["text_layer"] = round(perf_counter() - started, 4)
-        started = perf_counter()
-        if significant_chars(text) >= min_chars:
-            return PageRead(text, render_to_fit(page, thumb_size), None, timings)
+        if mode == "text-only" or (verdict is not None and verdict.ok):
+            return PageRead(text, render_to_fit(page, thumb_size), None, timings, verdict)
         fitted = fit_dpi(page, dpi, max_pixels)
         image = render(page, fitted)
         timings["render"] = round(perf_counter() - started, 4)
-        return PageRead(text, image, fitted, timings)
+        return PageRead(text, image, fitted, timings, verdict)
     finally:
         doc.close()
 
@@ -139,14 +147,16 @@ def _to_wire(value: PageRead | Image.Image) -> tuple[dict[str, Any], list[bytes]
     image = value.image if isinstance(value, PageRead) else value
     meta: dict[str, Any] = {"mode": image.mode, "size": list(image.size)}
     if isinstance(value, PageRead):
-        meta.update(text=value.text, dpi=value.dpi, timings=value.timings)
+        check = asdict(value.check) if value.check is not None else None
+        meta.update(text=value.text, dpi=value.dpi, timings=value.timings, check=check)
     return meta, [image.tobytes()]
 
 
 def _from_wire(meta: dict[str, Any], blobs: list[bytes]) -> PageRead | Image.Image:
     image = Image.frombytes(meta["mode"], tuple(meta["size"]), blobs[0])
     if "text" in meta:
-        return PageRead(meta["text"], image, meta["dpi"], meta["timings"])
+        check = textcheck.Verdict(**meta["check"]) if meta["check"] is not None else None
+        return PageRead(meta["text"], image, meta["dpi"], meta["timings"], check)
     return image
 
 

@@ -5,18 +5,30 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, TypeVar
 
 from PIL import Image
 
 from ..errors import IngestError, PagekitError, ProcessingError
-from . import images, ocr, pdf
+from . import images, ocr, orient, pdf
 from .steps import StepContext, get_step
 from .types import Cancelled, PageInput, PageResult
 
 TEXT_LAYER_ENGINE = "pdf-text-layer"
+OCR_MODES = ("auto", "force", "text-only")
 T = TypeVar("T")
+
+
+@dataclass
+class _Reading:
+    """One OCR pass over the page: what was read, from which image, turned how."""
+
+    found: ocr.OcrText
+    image: Image.Image  # the 8-bit image Tesseract read: upright and straightened
+    rotation: int  # degrees turned clockwise
+    skew: float | None  # degrees rotated counter-clockwise to straighten; None: not measured
 
 
 class _Run:
@@ -36,14 +48,16 @@ class _Run:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        """Check for cancellation, then time the stage into ``result.timings[name]``."""
+        """Check for cancellation, then time the stage into ``result.timings[name]`` (a
+        stage run twice, as when a turned page is read again, adds up)."""
         if self.should_stop is not None and self.should_stop():
             raise Cancelled(self.inp.page_id, self.inp.source)
         started = perf_counter()
         try:
             yield
         finally:
-            self.result.timings[name] = round(perf_counter() - started, 4)
+            spent = perf_counter() - started + self.result.timings.get(name, 0.0)
+            self.result.timings[name] = round(spent, 4)
 
     def set_text(self, text: str, engine: str, confidence: float | None) -> None:
         self.result.text = text
@@ -52,14 +66,50 @@ class _Run:
         self.result.words = len(text.split())
         self.result.chars = len(text.strip())
 
+    def read(self, gray: Image.Image, dpi: int, rotation: int) -> _Reading:
+        """Straighten ``gray`` (if deskew is on and it is tilted), then OCR it."""
+        skew = None
+        if self.inp.deskew:
+            with self.stage("deskew"):
+                tilt = orient.measure_skew(gray)
+                if tilt is not None:
+                    skew = -tilt if abs(tilt) > orient.MIN_SKEW else 0.0
+                    if skew:
+                        gray = orient.straighten(gray, skew)
+        with self.stage("ocr"):
+            found = ocr.recognize(gray, tessdata=self.inp.tessdata, lang=self.inp.lang, dpi=dpi)
+        return _Reading(found, gray, rotation, skew)
+
     def ocr(self, img: Image.Image, dpi: float | None = None) -> None:
+        """OCR the page image, straightened; when the reading is doubtful, ask Tesseract's
+        OSD which way is up and read the page again turned, keeping the better reading."""
+        inp = self.inp
         with self.stage("ocr"):
             gray = images.for_ocr(img)
-            self.result.width, self.result.height = gray.size
-            found = ocr.recognize(
-                gray, tessdata=self.inp.tessdata, lang=self.inp.lang, dpi=round(dpi or 0) or None
-            )
+        dpi = dpi or ocr._resolution(img)
+        reading = self.read(gray, round(dpi), 0)
+        if inp.rotate and orient.doubtful(reading.found):
+            with self.stage("orient"):
+                osd = ocr.orientation(gray, tessdata=inp.tessdata, dpi=round(dpi))
+            if osd is not None and osd[0] and osd[1] >= orient.ORIENT_MIN_CONF:
+                turned = self.read(orient.turn(gray, osd[0]), round(dpi), osd[0])
+                if orient.better(turned.found, reading.found):
+                    reading = turned
+        found, result = reading.found, self.result
         self.set_text(found.text, ocr.engine_name(), found.confidence)
+        result.text_source = "ocr"
+        result.rotation, result.skew = reading.rotation, reading.skew
+        result.width, result.height = reading.image.size
+        result.layout = {
+            "width": reading.image.width,
+            "height": reading.image.height,
+            "dpi": int(dpi) if float(dpi).is_integer() else dpi,
+            "rotation": reading.rotation,
+            "skew": reading.skew or 0.0,
+            "words": found.words,
+        }
+        if reading.rotation and self.image is not None:
+            self.image = orient.turn(self.image, reading.rotation)
 
     def page_image(self) -> Image.Image:
         """For custom steps: the page image, rendered on demand for text-layer PDF pages."""
@@ -87,7 +137,14 @@ def _image_page(run: _Run) -> None:
     inp = run.inp
     with run.stage("load"):
         run.image = images.load_page(inp.data, inp.source, inp.max_image_pixels)
-    run.ocr(run.image)
+    if inp.ocr_mode == "text-only":
+        run.result.width, run.result.height = run.image.size
+        run.result.text_source_reason = "text-only mode: image pages are not OCR'd"
+    else:
+        run.ocr(run.image)
+        run.result.text_source_reason = (
+            "ocr mode force" if inp.ocr_mode == "force" else "image page"
+        )
     with run.stage("thumbnail"):
         run.result.thumbnail = images.thumbnail(run.image)
 
@@ -97,21 +154,40 @@ def _pdf_page(run: _Run) -> None:
     with run.stage("pdfium"):  # load, text layer and render, timed again inside
         got = run.pdfium(
             pdf.read_page,
+            mode=inp.ocr_mode,
             min_chars=inp.pdf_text_min_chars,
             dpi=inp.render_dpi,
             max_pixels=inp.max_image_pixels,
             thumb_size=images.THUMBNAIL_SIZE,
         )
     run.result.timings.update(got.timings)
-    if got.dpi is None:  # the text layer is real text; the image is for the thumbnail
+    reason = got.check.reason if got.check is not None else "ocr mode force"
+    if got.dpi is None:  # the text layer is used; the image is for the thumbnail
         run.set_text(got.text, TEXT_LAYER_ENGINE, None)
+        run.result.text_source = "text-layer" if got.text else ""
+        if inp.ocr_mode == "text-only":
+            reason = f"text-only mode (not OCR'd); the check says: {reason}"
+        run.result.text_source_reason = reason
         with run.stage("thumbnail"):
             run.result.thumbnail = images.thumbnail(got.image)
         return
     run.image = got.image
     run.ocr(run.image, got.dpi)
+    run.result.text_source_reason = reason
     with run.stage("thumbnail"):
         run.result.thumbnail = images.thumbnail(run.image)
+
+
+def _flag_for_review(result: PageResult, threshold: float) -> None:
+    """Flag an OCR'd page that found no text, or whose mean confidence is under
+    ``threshold`` (0 turns the confidence rule off); text-layer pages are not flagged."""
+    if result.text_source != "ocr":
+        return
+    if result.words == 0:
+        result.needs_review, result.review_reason = True, "OCR found no text"
+    elif threshold > 0 and result.confidence is not None and result.confidence < threshold:
+        result.needs_review = True
+        result.review_reason = f"mean confidence {result.confidence:.1f} is under {threshold:g}"
 
 
 def _custom_step(run: _Run, name: str, ctx: StepContext) -> None:
@@ -160,7 +236,8 @@ def process_page(
     *,
     timeouts: tuple[type[BaseException], ...] = (),
 ) -> PageResult:
-    """Process one page: load, text layer or render + OCR, thumbnail, then custom steps.
+    """Process one page: load, text layer or render + OCR (turned upright and straightened,
+    see :meth:`_Run.ocr`), review flag, thumbnail, then custom steps.
 
     Never raises for a bad page: the result has ``ok=False`` and a one-line ``error``
     naming the page and the fix. Raises :class:`Cancelled` only when ``should_stop()``
@@ -173,6 +250,11 @@ def process_page(
     try:
         for name in inp.steps:  # an unknown step fails the page before any slow work
             get_step(name)
+        if inp.ocr_mode not in OCR_MODES:
+            raise ProcessingError(
+                f"{inp.source}: unknown OCR mode {inp.ocr_mode!r}; use one of "
+                + ", ".join(OCR_MODES)
+            )
         if inp.kind == "image":
             _image_page(run)
         elif inp.kind == "pdf":
@@ -181,6 +263,7 @@ def process_page(
             raise ProcessingError(
                 f"{inp.source}: unknown page kind {inp.kind!r}; expected 'image' or 'pdf'"
             )
+        _flag_for_review(run.result, inp.review_threshold)
         ctx = StepContext(inp.page_id, inp.source, inp.kind, run.result, run.page_image)
         for name in inp.steps:
             _custom_step(run, name, ctx)
