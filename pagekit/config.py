@@ -12,7 +12,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from . import validate
+from .errors import ConfigError, InvalidInput
 
 MiB = 1024 * 1024
 
@@ -66,6 +67,18 @@ class Settings:
     render_dpi: int = 300
     # A PDF page whose text layer has at least this many letters/digits uses it instead of OCR.
     pdf_text_min_chars: int = 20
+    # Where a page's text comes from, unless its project or batch says otherwise: "auto"
+    # takes a PDF's text layer when it passes the sanity check and OCRs everything else,
+    # the right answer for most stacks; "force" always OCRs; "text-only" never does.
+    ocr_mode: str = "auto"
+    # Turn pages upright (Tesseract's orientation detection) before OCR: a scanner feeds
+    # pages upside down or sideways often enough, and OCR of a turned page is garbage.
+    rotate_pages: bool = True
+    # Straighten pages scanned a few degrees off: Tesseract loses lines past ~2 degrees.
+    deskew: bool = True
+    # A page whose mean OCR confidence is under this is flagged needs_review: around 60,
+    # Tesseract's text turns from mostly right to mostly wrong.
+    review_threshold: float = 60.0
     # Comma-separated modules workers import to register custom steps.
     step_modules: tuple[str, ...] = ()
     # Upload limit per file: large enough for a 300-page scanned PDF, small enough to
@@ -166,6 +179,10 @@ class Settings:
             "PAGEKIT_TESSDATA": self.tessdata,
             "PAGEKIT_RENDER_DPI": str(self.render_dpi),
             "PAGEKIT_PDF_TEXT_MIN_CHARS": str(self.pdf_text_min_chars),
+            "PAGEKIT_OCR_MODE": self.ocr_mode,
+            "PAGEKIT_ROTATE_PAGES": "1" if self.rotate_pages else "0",
+            "PAGEKIT_DESKEW": "1" if self.deskew else "0",
+            "PAGEKIT_REVIEW_THRESHOLD": str(self.review_threshold),
             "PAGEKIT_MAX_IMAGE_PIXELS": str(self.max_image_pixels),
             "PAGEKIT_PAGE_TIME_LIMIT": str(self.page_time_limit),
             "PAGEKIT_PAGE_MEMORY_MB": str(self.page_memory_mb),
@@ -207,6 +224,14 @@ _FLOATS = {
 }
 
 
+_BOOLS = {"rotate_pages", "deskew"}
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+# Settings a user may also give per project: the same rules as there.
+_CHECKED = {"ocr_mode": validate.ocr_mode, "review_threshold": validate.review_threshold}
+
+
 def _split(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
@@ -223,6 +248,16 @@ def _parse(name: str, raw: str) -> Any:
         ) from None
     if name == "step_modules":
         return _split(raw)
+    if name in _BOOLS:
+        word = raw.strip().lower()
+        if word not in _TRUE + _FALSE:
+            raise ConfigError(f"PAGEKIT_{name.upper()}={raw!r} is not on or off; set it to 1 or 0")
+        return word in _TRUE
+    if name in _CHECKED:
+        try:
+            return _CHECKED[name](raw)
+        except InvalidInput as exc:
+            raise ConfigError(f"PAGEKIT_{name.upper()}={raw!r}: {exc}") from None
     return raw
 
 

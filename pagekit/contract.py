@@ -85,6 +85,11 @@ PAGE_COLUMNS: tuple[str, ...] = (
     "chars",
     "confidence",
     "engine",
+    "text_source",
+    "rotation",
+    "skew",
+    "needs_review",
+    "review_reason",
     "error",
     "job_id",
     "worker",
@@ -100,7 +105,18 @@ PAGE_SUMMARY_COLUMNS: tuple[str, ...] = (
     "status",
     "words",
     "confidence",
+    "needs_review",
     "error",
+)
+# ``pagekit pages --needs-review``: the flagged pages and why (a subset of PAGE_COLUMNS).
+REVIEW_SUMMARY_COLUMNS: tuple[str, ...] = (
+    "page_id",
+    "page_number",
+    "source",
+    "words",
+    "confidence",
+    "text_source",
+    "review_reason",
 )
 # The table ``make demo`` prints.
 DEMO_COLUMNS: tuple[str, ...] = (
@@ -119,9 +135,13 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "status",
     "words",
     "confidence",
+    "text_source",
+    "needs_review",
+    "review_reason",
     "error",
 )
-# One row of ``Client.results()`` and of every export.
+# One row of ``Client.results()`` and of every export; after these come the custom steps'
+# outputs, flattened to ``extra.<step>.<key>`` columns (see ``pagekit.reports``).
 RESULT_COLUMNS: tuple[str, ...] = (
     "page_id",
     "page_number",
@@ -134,14 +154,22 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "chars",
     "engine",
     "language",
+    "text_source",
+    "text_source_reason",
+    "rotation",
+    "skew",
     "width",
     "height",
     "seconds",
+    "needs_review",
+    "review_reason",
     "error",
     "job_id",
     "worker",
     "finished_at",
 )
+# The prefix of those step columns: ``extra.upper_words.count``.
+EXTRA_PREFIX = "extra."
 
 
 # One row of ``Client.jobs()``: a job with its pages counted by outcome.
@@ -160,7 +188,9 @@ JOB_COLUMNS: tuple[str, ...] = (
 )
 
 # Export formats (``Client.export``, ``pagekit export --format``) and the report's page cap.
-EXPORT_FORMATS: tuple[str, ...] = ("csv", "jsonl", "parquet", "xlsx", "zip")
+EXPORT_FORMATS: tuple[str, ...] = (
+    "csv", "jsonl", "parquet", "xlsx", "zip", "pdf", "hocr", "alto"
+)  # fmt: skip
 REPORT_MAX_PAGES = 1000
 
 

@@ -46,6 +46,27 @@ class UnknownStatus(InvalidInput):
     """A page state that does not exist (see :class:`pagekit.contract.PageState`)."""
 
 
+class InvalidLanguage(InvalidInput):
+    """A language is not a Tesseract language code such as ``eng`` or ``chi_sim``."""
+
+
+class MissingLanguage(InvalidInput):
+    """A language has no Tesseract data here; the message names the pip package to install."""
+
+    def __init__(self, languages: list[str], tessdata: str, message: str):
+        self.languages = languages  # the codes with no .traineddata, e.g. ["tha"]
+        self.tessdata = tessdata  # the directory that was searched
+        super().__init__(message)
+
+
+class InvalidOcrMode(InvalidInput):
+    """An OCR mode other than ``auto``, ``force`` or ``text-only``."""
+
+
+class InvalidReviewThreshold(InvalidInput):
+    """A review threshold that is not a number from 0 to 100."""
+
+
 class RuntimeUnavailable(PagekitError):
     """The broker or the embedded runtime cannot be reached or started."""
 

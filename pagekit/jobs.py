@@ -36,8 +36,11 @@ def enqueue(
     *,
     states: Sequence[str] | None = None,
     kind: str = "batch",
+    ocr_mode: str | None = None,
 ) -> dict[str, Any]:
     """Claim pages for a new job and send one task per page. Returns the job row info.
+
+    ``ocr_mode`` ("auto" | "force" | "text-only") is this job's, over the project's.
 
     With ``page_ids``, every one of them is claimed or none is (a page already queued
     or processing raises :class:`~pagekit.errors.PageBusy`). With ``states`` instead,
@@ -49,7 +52,7 @@ def enqueue(
         if not page_ids:
             raise NothingToProcess(f"no pages to process in project {project_id}")
     wanted = list(states or (PageState.PENDING,))
-    job_id, claimed = rows.claim(store, project_id, page_ids, wanted, kind)
+    job_id, claimed = rows.claim(store, project_id, page_ids, wanted, kind, ocr_mode)
     ids = [pid for pid, _ in claimed]
     try:
         send(app, job_id, ids)

@@ -1,7 +1,8 @@
 """The HTML report: one self-contained file that opens offline and can be passed on.
 
 Project summary, status breakdown, throughput over time, confidence distribution, the
-failed pages with their errors, and a per-page table with thumbnails. Nothing is loaded
+failed pages with their errors, the pages flagged for review with their reasons, and a
+per-page table with thumbnails and the custom steps' outputs. Nothing is loaded
 from anywhere: the CSS is inline, charts are inline SVG, thumbnails are ``data:`` URIs,
 and a Content-Security-Policy forbids any other source.
 
@@ -43,7 +44,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
 from markupsafe import Markup
 
-from .contract import FINISHED, PAGE_STATES, REPORT_MAX_PAGES, PageState
+from .contract import EXTRA_PREFIX, FINISHED, PAGE_STATES, REPORT_MAX_PAGES, PageState
 from .errors import PagekitError
 from .store import reporting, utcnow
 
@@ -54,6 +55,14 @@ if TYPE_CHECKING:
 MAX_PAGES = REPORT_MAX_PAGES
 # Failed pages listed with their errors; a project where more fail has one bigger problem.
 MAX_FAILED = 500
+# Pages flagged for review listed with their reasons (the rest: `pagekit pages --needs-review`).
+MAX_REVIEW = 500
+# Custom step columns (``extra.*``) in the page table; every one is in the exports.
+MAX_STEP_COLUMNS = 12
+# Characters of a step's value shown in a cell.
+STEP_VALUE_CHARS = 120
+# The colour of the "needs review" flag.
+REVIEW_COLOR = "#bf8700"
 # Page rows read from the store per round trip while the page table streams.
 PAGE_CHUNK = 200
 # Thumbnails are re-encoded this small for the report (the stored ones are 256 px).
@@ -118,6 +127,8 @@ class ReportData:
     confidence_bins: list[int]  # 10 bins of 10 points, 0-100
     no_confidence: int  # completed pages without an OCR confidence (text layer, blank)
     lowest: list[dict[str, Any]]
+    needs_review: int  # pages flagged for review
+    step_columns: list[str]  # the ``extra.*`` columns of the project's results
     generated_at: datetime = field(default_factory=utcnow)
 
     @property
@@ -166,7 +177,7 @@ def _throughput(store: Any, project_id: int) -> tuple[int, list[tuple[datetime, 
 
 def collect(source: Any, project: ProjectRef) -> ReportData:
     """Aggregate the project for the report: SQL counts, sums and histograms."""
-    from .reports import jobs_frame
+    from .reports import extra_columns, jobs_frame
 
     proj = source.store.project(project)
     pid = proj.id
@@ -195,6 +206,8 @@ def collect(source: Any, project: ProjectRef) -> ReportData:
         confidence_bins=bins,
         no_confidence=counts[PageState.COMPLETED] - sum(bins),
         lowest=reporting.lowest_confidence(source.store, pid),
+        needs_review=source.store.count_pages(pid, needs_review=True),
+        step_columns=list(extra_columns(source, pid)),
     )
 
 
@@ -369,6 +382,7 @@ def _summary(data: ReportData) -> dict[str, Any]:
         count(PageState.CANCELLED),
         ("words", "words", _n(data.words)),
         ("chars", "characters", _n(data.chars)),
+        ("review", "need review", _n(data.needs_review)),
         ("confidence", "mean OCR confidence", _n(data.mean_confidence, 1)),
         ("rate", "pages / minute", _n(data.pages_per_minute, 1)),
     ]
@@ -438,6 +452,27 @@ def _failed(source: Any, data: ReportData, limit: int) -> dict[str, Any]:
     return {"failed_rows": failed, "failed_count": count, "failed_limit": limit}
 
 
+def _review(source: Any, data: ReportData, limit: int) -> dict[str, Any]:
+    count = data.needs_review
+    rows = reporting.review_pages(source.store, data.project_id, limit) if count else []
+    review = ({**r, "where": _where(r), "thumb": _thumb(source, r["thumbnail"])} for r in rows)
+    return {"review_rows": review, "review_count": count, "review_limit": limit,
+            "review_color": REVIEW_COLOR}  # fmt: skip
+
+
+def _where(r: dict[str, Any]) -> str:
+    idx = r["source_index"]
+    return f"{r['source']} (p. {idx + 1})" if idx else r["source"]
+
+
+def _step_value(value: Any) -> str:
+    """A step's value as a table cell shows it: short, and empty for no value."""
+    if value is None:
+        return ""
+    text = str(value)
+    return text if len(text) <= STEP_VALUE_CHARS else text[: STEP_VALUE_CHARS - 1] + "…"
+
+
 def _jobs(data: ReportData) -> dict[str, Any]:
     jobs = [
         {
@@ -453,6 +488,9 @@ def _jobs(data: ReportData) -> dict[str, Any]:
 
 def _page_rows(source: Any, data: ReportData, max_pages: int) -> Iterator[dict[str, Any]]:
     """The page table's rows, read a chunk at a time (keyset pagination)."""
+    from .reports import flatten_extra
+
+    steps = data.step_columns[:MAX_STEP_COLUMNS]
     last, shown = None, 0
     while shown < max_pages:
         rows = reporting.report_rows(
@@ -461,19 +499,29 @@ def _page_rows(source: Any, data: ReportData, max_pages: int) -> Iterator[dict[s
         if not rows:
             return
         for r in rows:
-            idx = r["source_index"]
+            flat = flatten_extra(r["extra"]) if steps else {}
             yield {
                 **r,
-                "where": f"{r['source']} (p. {idx + 1})" if idx else r["source"],
+                "where": _where(r),
                 "seconds": (r["timings"] or {}).get("total"),
                 "thumb": _thumb(source, r["thumbnail"]),
+                "steps": [_step_value(flat.get(c)) for c in steps],
             }
         shown += len(rows)
         last = rows[-1]["page_number"]
 
 
 def _pages(source: Any, data: ReportData, max_pages: int) -> dict[str, Any]:
-    return {"data": data, "pages": _page_rows(source, data, max_pages), "excerpt": EXCERPT}
+    steps = data.step_columns
+    return {
+        "data": data,
+        "pages": _page_rows(source, data, max_pages),
+        "excerpt": EXCERPT,
+        # Headers without the "extra." every one of them starts with.
+        "step_names": [c.removeprefix(EXTRA_PREFIX) for c in steps[:MAX_STEP_COLUMNS]],
+        "steps_left_out": max(0, len(steps) - MAX_STEP_COLUMNS),
+        "review_color": REVIEW_COLOR,
+    }
 
 
 # -- sections as HTML (the notebook displays these one by one) -------------------------------
@@ -504,6 +552,11 @@ def failed_html(source: Any, data: ReportData, limit: int = MAX_FAILED) -> str:
     return _template("failed_pages").render(_failed(source, data, limit))
 
 
+def review_html(source: Any, data: ReportData, limit: int = MAX_REVIEW) -> str:
+    """The pages flagged for review, with thumbnails and reasons."""
+    return _template("review").render(_review(source, data, limit))
+
+
 def jobs_html(data: ReportData) -> str:
     return _template("jobs").render(_jobs(data))
 
@@ -532,6 +585,7 @@ def iter_html(source: Any, project: ProjectRef, *, max_pages: int = MAX_PAGES) -
         **_throughput_view(data),
         **_confidence(data),
         **_failed(source, data, MAX_FAILED),
+        **_review(source, data, MAX_REVIEW),
         **_jobs(data),
         **_pages(source, data, max_pages),
     }

@@ -3,6 +3,15 @@ a zip of text files).
 
 Exports read the store in chunks of pages in page order, so a 100,000-page project
 never needs all its text in memory at once. The HTML report is in ``report_html``.
+
+Custom steps' outputs (``Page.extra``, by step name) become columns of their own after
+``contract.RESULT_COLUMNS``, in ``results()`` and in every tabular export (CSV, JSONL,
+Parquet, Excel) alike: ``{"upper_words": {"count": 3}}`` is a column
+``extra.upper_words.count``, nested dicts are followed down (``extra.step.a.b``) and a list
+is one JSON string (``'[1891, 1923]'``). A page a step did not run on has no value
+there. JSONL lines carry the same flat keys as the CSV header, not a nested ``extra``.
+Streaming exports learn the step columns first, from a pass over ``extra`` alone (no text
+read); Parquet types a step column by its values (bool, int, float; mixed: string).
 """
 
 from __future__ import annotations
@@ -17,11 +26,13 @@ import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from .contract import (
     EXPORT_FORMATS,
+    EXTRA_PREFIX,
     FINISHED,
     JOB_COLUMNS,
     MANIFEST_COLUMNS,
@@ -38,31 +49,105 @@ if TYPE_CHECKING:
 
     from .client import Client, ProjectRef
 
-__all__ = ["RESULT_COLUMNS", "JOB_COLUMNS", "FORMATS", "export", "iter_results",
-           "jobs_frame", "page_row", "results_frame"]  # fmt: skip
+__all__ = ["RESULT_COLUMNS", "JOB_COLUMNS", "FORMATS", "export", "extra_columns",
+           "flatten_extra", "iter_results", "jobs_frame", "page_row",
+           "results_frame"]  # fmt: skip
 
 # One row of ``Client.jobs()`` and of the ``jobs`` sheet of the Excel export.
 # Pages read from the store per round trip by every export.
 CHUNK = 500
 
 
+def flatten_extra(extra: dict[str, Any] | None) -> dict[str, Any]:
+    """A page's custom step outputs as ``extra.<step>.<key>`` columns (see the module doc).
+
+    >>> flatten_extra({"upper_words": {"count": 3, "top": ["A", "B"]}})
+    {'extra.upper_words.count': 3, 'extra.upper_words.top': '["A", "B"]'}
+    """
+    out: dict[str, Any] = {}
+
+    def walk(name: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{name}.{key}", inner)
+        elif isinstance(value, list):
+            out[name] = json.dumps(value, ensure_ascii=False)
+        else:
+            out[name] = value
+
+    for step, value in (extra or {}).items():
+        walk(f"{EXTRA_PREFIX}{step}", value)
+    return out
+
+
+def _flat(row: dict[str, Any]) -> dict[str, Any]:
+    """A store result row with its ``extra`` dict replaced by its step columns."""
+    extra = row.pop("extra", None)
+    row.update(flatten_extra(extra))
+    return row
+
+
 def iter_results(
-    client: Client, project: ProjectRef, chunk: int | None = None
+    client: Client,
+    project: ProjectRef,
+    chunk: int | None = None,
+    *,
+    needs_review: bool | None = None,
 ) -> Iterator[list[dict]]:
-    """Chunks of result rows in page order (keyset pagination: constant memory)."""
+    """Chunks of result rows in page order (keyset pagination: constant memory).
+
+    A row has the keys of ``RESULT_COLUMNS`` and the ``extra.*`` step columns that page has
+    values for; ``needs_review`` keeps only pages flagged (True) or not (False).
+    """
     chunk = chunk or CHUNK
     pid = client.store.project(project).id
     last = None
-    while rows := reporting.result_rows(client.store, pid, after=last, limit=chunk):
-        yield rows
+    while rows := reporting.result_rows(
+        client.store, pid, after=last, limit=chunk, needs_review=needs_review
+    ):
         last = rows[-1]["page_number"]
+        yield [_flat(r) for r in rows]
 
 
-def results_frame(client: Client, project: ProjectRef) -> pd.DataFrame:
+def _kind(seen: set[type]) -> str:
+    """What a step column holds, for a typed format (Parquet), from its values' types."""
+    if seen == {bool}:
+        return "bool"
+    if seen and seen <= {int}:
+        return "int"
+    if seen and seen <= {int, float}:
+        return "float"
+    return "string"  # text, JSON lists, a mix of types, or no value at all
+
+
+def extra_columns(
+    client: Client, project: ProjectRef, *, needs_review: bool | None = None
+) -> dict[str, str]:
+    """The project's ``extra.*`` step columns, in the order pages first show them, each
+    with the kind of its values (``bool``, ``int``, ``float`` or ``string``).
+
+    One pass over the steps' outputs alone, in chunks: what a streaming export reads
+    before it writes a header or a schema.
+    """
+    pid = client.store.project(project).id
+    seen: dict[str, set[type]] = {}
+    for extra in reporting.iter_extras(client.store, pid, needs_review=needs_review):
+        for column, value in flatten_extra(extra).items():
+            types = seen.setdefault(column, set())
+            if value is not None:
+                types.add(type(value))
+    return {column: _kind(types) for column, types in seen.items()}
+
+
+def results_frame(
+    client: Client, project: ProjectRef, *, needs_review: bool | None = None
+) -> pd.DataFrame:
+    """One row per page: ``RESULT_COLUMNS``, then the ``extra.*`` step columns."""
     import pandas as pd
 
-    rows = [r for chunk in iter_results(client, project) for r in chunk]
-    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+    rows = [r for chunk in iter_results(client, project, needs_review=needs_review) for r in chunk]
+    steps = dict.fromkeys(k for r in rows for k in r if k.startswith(EXTRA_PREFIX))
+    return pd.DataFrame(rows, columns=[*RESULT_COLUMNS, *steps])
 
 
 def jobs_frame(client: Client, project: ProjectRef | None = None) -> pd.DataFrame:
@@ -110,7 +195,18 @@ class _Source:
     project_id: int
 
     def chunks(self) -> Iterator[list[dict]]:
+        """Rows as :func:`iter_results` gives them (a page's own step columns only)."""
         return iter_results(self.client, self.project_id)
+
+    @cached_property
+    def extra(self) -> dict[str, str]:
+        """The step columns and their kinds (:func:`extra_columns`), read once."""
+        return extra_columns(self.client, self.project_id)
+
+    @property
+    def columns(self) -> list[str]:
+        """Every column of a tabular export: ``RESULT_COLUMNS``, then the step columns."""
+        return [*RESULT_COLUMNS, *self.extra]
 
     def last_page_number(self) -> int:
         return reporting.last_page_number(self.client.store, self.project_id)
@@ -121,9 +217,11 @@ def export(
 ) -> Path:
     """Write results to ``path``; the format is ``format`` or the file's extension.
 
-    Formats: ``csv``, ``jsonl``, ``parquet``, ``xlsx`` (Excel) and ``zip`` (one UTF-8
-    ``.txt`` per page plus the whole text in page order). The file appears under its
-    real name only when it is complete.
+    Formats: ``csv``, ``jsonl``, ``parquet``, ``xlsx`` (Excel), ``zip`` (one UTF-8
+    ``.txt`` per page plus the whole text in page order), ``pdf`` (one searchable PDF,
+    :mod:`pagekit.searchable_pdf`), ``hocr`` and ``alto`` (a zip of one hOCR or ALTO v4
+    file per page, :mod:`pagekit.layout_xml`). The file appears under its real name only
+    when it is complete.
     """
     path = Path(path)
     fmt = (format or path.suffix.lstrip(".")).lower()
@@ -146,17 +244,21 @@ def export(
 
 def _write_csv(source: _Source, path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS)
+        # A step column first seen after the header was written (a page finished
+        # meanwhile) is left out of this file rather than failing it.
+        w = csv.DictWriter(fh, fieldnames=source.columns, extrasaction="ignore")
         w.writeheader()
         for chunk in source.chunks():
             w.writerows({k: _jsonable(v) for k, v in r.items()} for r in chunk)
 
 
 def _write_jsonl(source: _Source, path: Path) -> None:
+    columns = source.columns  # every line has every key, as the CSV has every column
     with path.open("w", encoding="utf-8") as fh:
         for chunk in source.chunks():
             for r in chunk:
-                fh.write(json.dumps({k: _jsonable(v) for k, v in r.items()}, ensure_ascii=False))
+                line = {c: _jsonable(r.get(c)) for c in columns}
+                fh.write(json.dumps(line, ensure_ascii=False))
                 fh.write("\n")
 
 
@@ -177,24 +279,44 @@ def _write_parquet(source: _Source, path: Path) -> None:
             ("chars", pa.int64()),
             ("engine", pa.string()),
             ("language", pa.string()),
+            ("text_source", pa.string()),
+            ("text_source_reason", pa.string()),
+            ("rotation", pa.int64()),
+            ("skew", pa.float64()),
             ("width", pa.int64()),
             ("height", pa.int64()),
             ("seconds", pa.float64()),
+            ("needs_review", pa.bool_()),
+            ("review_reason", pa.string()),
             ("error", pa.string()),
             ("job_id", pa.string()),
             ("worker", pa.string()),
             ("finished_at", pa.timestamp("us")),
         ]
     )
+    types = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "string": pa.string()}
+    for column, kind in source.extra.items():
+        schema = schema.append(pa.field(column, types[kind]))
+    # A step column of mixed values is text: anything not a string is written as JSON.
+    mixed = [c for c, kind in source.extra.items() if kind == "string"]
+
+    def typed(r: dict[str, Any]) -> dict[str, Any]:
+        for c in mixed:
+            v = r.get(c)
+            if v is not None and not isinstance(v, str):
+                r[c] = json.dumps(v)
+        return r
+
     with pq.ParquetWriter(path, schema) as writer:
         for chunk in source.chunks():
-            writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
+            writer.write_table(pa.Table.from_pylist([typed(r) for r in chunk], schema=schema))
 
 
 # Excel refuses a cell longer than this; longer text is cut with a note saying so.
 XLSX_MAX_CELL = 32_767
 _XLSX_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # XML 1.0 forbids these
-_XLSX_WIDTHS = {"source": 24, "text": 80, "error": 40, "job_id": 38, "finished_at": 20}
+_XLSX_WIDTHS = {"source": 24, "text": 80, "error": 40, "job_id": 38, "finished_at": 20,
+                "text_source_reason": 40, "review_reason": 40}  # fmt: skip
 
 
 def _xlsx_text(value: str) -> str:
@@ -241,12 +363,14 @@ def _write_xlsx(source: _Source, path: Path) -> None:
                     row.append(v)
             ws.append(row)
 
+    columns = source.columns
+
     def page_rows() -> Iterator[list[Any]]:
         for chunk in source.chunks():
             for r in chunk:
-                yield [r[c] for c in RESULT_COLUMNS]
+                yield [r.get(c) for c in columns]
 
-    sheet("pages", RESULT_COLUMNS, page_rows())
+    sheet("pages", columns, page_rows())
     jobs = jobs_frame(source.client, source.project_id)
     jobs = jobs.astype(object).where(jobs.notna(), None)
     sheet("jobs", list(jobs.columns), (list(r) for r in jobs.itertuples(index=False)))
@@ -261,8 +385,8 @@ TEXT_MANIFEST = "manifest.csv"
 
 def _write_text_zip(source: _Source, path: Path) -> None:
     """A zip: ``pages/0001.txt`` per page (UTF-8), ``all-pages.txt`` with every page's
-    text in page order under a ``=== page N ===`` line, and ``manifest.csv`` (page
-    number, file, source, status, error).
+    text in page order under a ``=== page N ===`` line, and ``manifest.csv``
+    (``contract.MANIFEST_COLUMNS``: the page, its file and status, and its review flag).
 
     One pass over the store: page files go straight into the zip; the combined text and
     the manifest grow in temporary files (spilled to disk when large) and are copied in
@@ -284,7 +408,8 @@ def _write_text_zip(source: _Source, path: Path) -> None:
                 zf.writestr(name, text.encode("utf-8"))
                 m.writerow(
                     [r["page_number"], name, r["source"], r["status"], r["words"],
-                     r["confidence"], r["error"] or ""]
+                     r["confidence"], r["text_source"] or "", r["needs_review"],
+                     r["review_reason"] or "", r["error"] or ""]
                 )  # fmt: skip
                 if not first:
                     combined.write("\n\n")
@@ -307,12 +432,30 @@ def _spool() -> IO[str]:
     )
 
 
+def _write_pdf(source: _Source, path: Path) -> None:
+    from .searchable_pdf import write_pdf
+
+    write_pdf(source.client, source.project_id, path)
+
+
+def _write_layout_zip(fmt: str) -> Callable[[_Source, Path], None]:
+    def write(source: _Source, path: Path) -> None:
+        from .layout_xml import write_zip
+
+        write_zip(source.client, source.project_id, path, fmt)
+
+    return write
+
+
 _WRITERS: dict[str, Callable[[_Source, Path], None]] = {
     "csv": _write_csv,
     "jsonl": _write_jsonl,
     "parquet": _write_parquet,
     "xlsx": _write_xlsx,
     "zip": _write_text_zip,
+    "pdf": _write_pdf,
+    "hocr": _write_layout_zip("hocr"),
+    "alto": _write_layout_zip("alto"),
 }
 _ALIASES = {"excel": "xlsx", "ndjson": "jsonl", "text": "zip"}
 FORMATS = EXPORT_FORMATS

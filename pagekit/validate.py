@@ -7,6 +7,7 @@ quotes the same limits.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -14,9 +15,12 @@ from collections.abc import Iterable
 from .contract import PageState
 from .errors import (
     InvalidInput,
+    InvalidLanguage,
+    InvalidOcrMode,
     InvalidPageNumber,
     InvalidPageSelection,
     InvalidProjectName,
+    InvalidReviewThreshold,
     UnknownStatus,
 )
 
@@ -31,6 +35,14 @@ PRINTABLE = r"^[^\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]+$"
 _PRINTABLE = re.compile(PRINTABLE)
 # Ranges and numbers in one page selection ("1,2,5-9").
 SELECTION_PARTS_MAX = 10_000
+# A Tesseract language: three letters ("eng"), maybe with a variant ("chi_sim", "deu_latf").
+LANGUAGE = r"^[a-z]{3}(_[a-z]+)?$"
+_LANGUAGE = re.compile(LANGUAGE)
+# Languages per project: Tesseract tries each on every word, so each one slows OCR down.
+LANGUAGES_MAX = 10
+# How a page gets its text. "auto": a PDF's text layer when it passes the sanity check,
+# else OCR; "force": always render and OCR; "text-only": never OCR.
+OCR_MODES: tuple[str, ...] = ("auto", "force", "text-only")
 
 
 def bidi_controls(name: str) -> list[str]:
@@ -133,3 +145,75 @@ def paging(limit: object, offset: object) -> tuple[int | None, int]:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= ID_MAX:
             raise InvalidInput(f"{name} is a whole number from 0 to {ID_MAX}, not {value!r}")
     return limit, offset  # type: ignore[return-value]
+
+
+def languages(value: object) -> list[str] | None:
+    """Tesseract languages as a list of codes (``["eng", "deu"]``), or None for the
+    installation's default (``PAGEKIT_OCR_LANG``).
+
+    Takes Tesseract's own ``"eng+deu"``, ``"eng,deu"`` or a list of codes.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        items: list[object] = [value]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise InvalidLanguage(
+            f"languages are text like 'eng+deu' or a list of codes, not {type(value).__name__}"
+        )
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise InvalidLanguage(f"a language code is text like 'eng', not {item!r:.40}")
+        for code in re.split(r"[+,\s]+", item.strip()):
+            if not code or code in out:
+                continue
+            if code == "osd":
+                raise InvalidLanguage(
+                    "'osd' is Tesseract's orientation data, not a language: leave it out"
+                )
+            if not _LANGUAGE.match(code):
+                raise InvalidLanguage(
+                    f"{code!r:.40} is not a Tesseract language code: use three lowercase "
+                    "letters such as eng or deu (or a name like chi_sim), several joined "
+                    "with + as in eng+deu"
+                )
+            out.append(code)
+    if len(out) > LANGUAGES_MAX:
+        raise InvalidLanguage(
+            f"{len(out)} languages given; use at most {LANGUAGES_MAX} (each one slows OCR down)"
+        )
+    return out or None
+
+
+def ocr_mode(value: object) -> str | None:
+    """``"auto"``, ``"force"`` or ``"text-only"``; None for the default."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        mode = value.strip().lower().replace("_", "-")
+        if mode in OCR_MODES:
+            return mode
+    raise InvalidOcrMode(f"no OCR mode {value!r:.40}; use one of: {', '.join(OCR_MODES)}")
+
+
+def review_threshold(value: object) -> float | None:
+    """A mean OCR confidence from 0 to 100 under which a page is flagged for review;
+    None for the default."""
+    if value is None:
+        return None
+    number: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    if number is None or math.isnan(number) or not 0 <= number <= 100:
+        raise InvalidReviewThreshold(
+            f"a review threshold is a confidence from 0 to 100 (e.g. 60), not {value!r:.40}"
+        )
+    return number

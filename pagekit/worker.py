@@ -78,16 +78,28 @@ def claim(
         data=blobs.get(got.blob),
         source=got.label,
         steps=got.steps,
-        lang=settings.ocr_lang,
         tessdata=settings.tessdata,
         render_dpi=settings.render_dpi,
         pdf_text_min_chars=settings.pdf_text_min_chars,
         max_image_pixels=settings.max_image_pixels,
         time_limit=settings.page_time_limit,
-        # PAGEKIT_PAGE_MEMORY_MB (until config.Settings has it, PageInput's default)
         memory_mb=settings.page_memory_mb,
+        rotate=settings.rotate_pages,
+        deskew=settings.deskew,
+        **_ocr_options(got, settings),
     )
     return PageWork(job_id, page_id, inp)
+
+
+def _ocr_options(got: rows.Claimed, settings: Settings) -> dict[str, Any]:
+    """A page's ``lang``, ``ocr_mode`` and ``review_threshold``: the job's, else the
+    project's, else this worker's settings."""
+    threshold = got.review_threshold
+    return {
+        "lang": "+".join(got.languages) if got.languages else settings.ocr_lang,
+        "ocr_mode": got.job_ocr_mode or got.ocr_mode or settings.ocr_mode,
+        "review_threshold": settings.review_threshold if threshold is None else threshold,
+    }
 
 
 def gave_up_message(attempts: int, last_error: str | None, settings: Settings) -> str:
@@ -150,7 +162,14 @@ def record(store: Store, blobs: BlobStore, work: PageWork, result: PageResult | 
             "timings": result.timings,
             "extra": result.extra,
             "thumbnail": thumb,
+            "rotation": result.rotation,
+            "skew": result.skew,
+            "text_source": result.text_source,
+            "text_source_reason": result.text_source_reason,
+            "needs_review": result.needs_review,
+            "review_reason": result.review_reason,
         },
+        layout=result.layout,
     )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -18,8 +20,18 @@ from .context import CliContext, pass_cli
 @pass_cli
 def export(cli: CliContext, project: str, fmt: str | None, output: Path) -> None:
     """Export PROJECT's results to a file (format from --format or the extension)."""
-    path = cli.client(start=False).export(project, output, fmt)
+    client = cli.client(start=False)
+    path = client.export(project, output, fmt)
     click.echo(f"wrote {path}")
+    _review_note(client, project)
+
+
+def _review_note(client: Any, project: str) -> None:
+    """Point at the pages flagged for review, when there are any."""
+    flagged = client.count_pages(project, needs_review=True)
+    if flagged:
+        name = shlex.quote(project)
+        click.echo(f"{flagged} page(s) need review: pagekit pages {name} --needs-review")
 
 
 @click.command()
@@ -51,3 +63,4 @@ def report(
     )
     for path in written:
         click.echo(f"wrote {path}")
+    _review_note(client, project)

@@ -15,6 +15,11 @@ from .context import CliContext, pass_cli
 @click.option("--pages", "pages_", help="Page numbers to process, e.g. 1,2,5 or 3-9.")
 @click.option("--all-pending", is_flag=True, help="Process every pending page (the default).")
 @click.option("--retry-failed", is_flag=True, help="Process failed and cancelled pages again.")
+@click.option(
+    "--ocr-mode",
+    help="For this job only: auto, force (OCR even pages with a text layer) or text-only. "
+    "Default: the project's.",
+)
 @click.option("--wait", "wait_", is_flag=True, help="Wait with a progress bar.")
 @click.option(
     "--timeout", type=float, default=None, help="With --wait: give up after this many seconds."
@@ -22,18 +27,19 @@ from .context import CliContext, pass_cli
 @pass_cli
 def process(
     cli: CliContext, project: str, pages_: str | None, all_pending: bool, retry_failed: bool,
-    wait_: bool, timeout: float | None,
+    ocr_mode: str | None, wait_: bool, timeout: float | None,
 ) -> None:  # fmt: skip
     """Queue PROJECT's pages for processing (starting the local runtime if it is down);
     prints the job contract JSON (task_id ...)."""
     client = cli.client()
     if pages_ is not None:
-        job = client.process_batch(project, client.page_ids_for_numbers(project, pages_))
+        ids = client.page_ids_for_numbers(project, pages_)
+        job = client.process_batch(project, ids, ocr_mode=ocr_mode)
     elif retry_failed:
-        job = client.retry_failed(project)
+        job = client.retry_failed(project, ocr_mode=ocr_mode)
     else:
         try:
-            job = client.process_pending(project)
+            job = client.process_pending(project, ocr_mode=ocr_mode)
         except NothingToProcess as exc:
             click.echo(str(exc))
             return

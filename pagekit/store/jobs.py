@@ -24,8 +24,11 @@ def claim(
     page_ids: list[int] | None,
     states: Sequence[str],
     kind: str,
+    ocr_mode: str | None = None,
 ) -> tuple[str, list[tuple[int, int]]]:
     """Create a job and claim its pages in one transaction: ``(job id, [(page id, number)])``.
+
+    ``ocr_mode`` overrides the project's OCR mode for this job's pages (None: the project's).
 
     With ``page_ids``, every one of them is claimed or none is (a page already queued or
     processing raises :class:`PageBusy`). Otherwise whatever pages of the project are in
@@ -33,7 +36,7 @@ def claim(
     """
     job_id = str(uuid.uuid4())
     with store.write() as s:
-        s.add(Job(id=job_id, project_id=project_id, kind=kind, total=0))
+        s.add(Job(id=job_id, project_id=project_id, kind=kind, total=0, ocr_mode=ocr_mode))
         s.flush()
         where = [Page.project_id == project_id]
         if page_ids is not None:

@@ -15,14 +15,15 @@ from typing import Any
 from sqlalchemy import func, select
 
 from ..contract import ACTIVE, FINISHED, PageState
-from . import Job, JobPage, Page, Store
+from . import Job, JobPage, Page, Store, page_filter
 
 # Rows fetched per round trip when a query is streamed.
 YIELD_PER = 5000
 
 
 def result_row(p: Page) -> dict[str, Any]:
-    """One page's result as a flat dict with the keys of ``contract.RESULT_COLUMNS``."""
+    """One page's result: the keys of ``contract.RESULT_COLUMNS``, and ``extra`` (the custom
+    steps' outputs by step name, as stored; ``pagekit.reports`` flattens it)."""
     timings = p.timings or {}
     return {
         "page_id": p.id,
@@ -36,25 +37,52 @@ def result_row(p: Page) -> dict[str, Any]:
         "chars": p.chars,
         "engine": p.engine,
         "language": p.language,
+        "text_source": p.text_source,
+        "text_source_reason": p.text_source_reason,
+        "rotation": p.rotation,
+        "skew": p.skew,
         "width": p.width,
         "height": p.height,
         "seconds": timings.get("total"),
+        "needs_review": p.needs_review,
+        "review_reason": p.review_reason,
         "error": p.error,
         "job_id": p.job_id,
         "worker": p.worker,
         "finished_at": p.finished_at,
+        "extra": p.extra,
     }
 
 
 def result_rows(
-    store: Store, project_id: int, *, after: int | None = None, limit: int = 500
+    store: Store,
+    project_id: int,
+    *,
+    after: int | None = None,
+    limit: int = 500,
+    needs_review: bool | None = None,
 ) -> list[dict[str, Any]]:
-    """Up to ``limit`` result rows with page numbers above ``after``, in page order."""
-    q = select(Page).where(Page.project_id == project_id).order_by(Page.page_number).limit(limit)
+    """Up to ``limit`` result rows with page numbers above ``after``, in page order;
+    ``needs_review`` keeps only the pages flagged (True) or not flagged (False)."""
+    where = page_filter(project_id, needs_review=needs_review)
+    q = select(Page).where(*where).order_by(Page.page_number).limit(limit)
     if after is not None:
         q = q.where(Page.page_number > after)
     with store.read() as s:
         return [result_row(p) for p in s.scalars(q)]
+
+
+def iter_extras(
+    store: Store, project_id: int, *, needs_review: bool | None = None
+) -> Iterator[dict[str, Any]]:
+    """The custom steps' outputs (``Page.extra``) of every page that has some (streamed;
+    no text is read): what an export reads first to know its step columns."""
+    where = page_filter(project_id, needs_review=needs_review)
+    q = select(Page.extra).where(*where).order_by(Page.page_number)
+    with store.read() as s:
+        for extra in s.scalars(q).yield_per(YIELD_PER):
+            if extra:  # NULL, JSON null or {}: a page no step has written to
+                yield extra
 
 
 def last_page_number(store: Store, project_id: int) -> int:
@@ -223,6 +251,28 @@ def failed_pages(store: Store, project_id: int, limit: int) -> list[dict[str, An
         return [dict(r._mapping) for r in s.execute(q)]
 
 
+def review_pages(store: Store, project_id: int, limit: int) -> list[dict[str, Any]]:
+    """The first ``limit`` pages flagged for review: number, source, confidence, reason,
+    thumbnail key."""
+    q = (
+        select(
+            Page.page_number,
+            Page.source,
+            Page.source_index,
+            Page.confidence,
+            Page.words,
+            Page.text_source,
+            Page.review_reason,
+            Page.thumbnail,
+        )  # fmt: skip
+        .where(*page_filter(project_id, needs_review=True))
+        .order_by(Page.page_number)
+        .limit(limit)
+    )
+    with store.read() as s:
+        return [dict(r._mapping) for r in s.execute(q)]
+
+
 def report_rows(
     store: Store, project_id: int, *, after: int | None = None, limit: int = 200
 ) -> list[dict[str, Any]]:
@@ -240,6 +290,9 @@ def report_rows(
             Page.text,
             Page.error,
             Page.thumbnail,
+            Page.needs_review,
+            Page.review_reason,
+            Page.extra,
         )  # fmt: skip
         .where(Page.project_id == project_id)
         .order_by(Page.page_number)

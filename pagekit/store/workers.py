@@ -13,21 +13,32 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, tuple_, update
+from sqlalchemy import and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from ..contract import ACTIVE, PageState
-from . import Job, JobPage, Page, Project, Store, WorkerBeat, utcnow
+from . import Job, JobPage, Page, PageLayout, Project, Store, WorkerBeat, utcnow
+
+# finish_page leaves a page's word layout alone unless it is given one (or None).
+KEEP_LAYOUT: Any = object()
 
 
 @dataclass
 class Claimed:
-    """A page this worker now runs: what it needs to load and process it."""
+    """A page this worker now runs: what it needs to load and process it.
+
+    The OCR options are the project's and the job's as stored; None means "not set
+    there": the worker falls back (job, then project, then its settings).
+    """
 
     label: str
     kind: str
     blob: str
     steps: tuple[str, ...]
+    languages: tuple[str, ...] | None = None
+    ocr_mode: str | None = None  # the project's
+    review_threshold: float | None = None
+    job_ocr_mode: str | None = None  # this job's override
 
 
 @dataclass
@@ -54,9 +65,10 @@ def claim_page(
     """
     now = utcnow()
     with store.write() as s:
-        cancel = s.scalar(select(Job.cancel_requested).where(Job.id == job_id))
-        if cancel is None:
+        job = s.execute(select(Job.cancel_requested, Job.ocr_mode).where(Job.id == job_id)).first()
+        if job is None:
             return None  # a stale message for a job that no longer exists
+        cancel, job_ocr_mode = job
         this = (JobPage.job_id == job_id) & (JobPage.page_id == page_id)
         if cancel:
             moved = s.execute(
@@ -91,13 +103,33 @@ def claim_page(
         page = s.get(Page, page_id)
         assert page is not None
         project = s.get(Project, page.project_id)
-        steps = tuple(project.steps or ()) if project else ()
-        return Claimed(_label(page), page.kind, page.blob, steps)
+        assert project is not None  # pages go with their project (ON DELETE CASCADE)
+        return Claimed(
+            _label(page),
+            page.kind,
+            page.blob,
+            tuple(project.steps or ()),
+            languages=tuple(project.languages) if project.languages else None,
+            ocr_mode=project.ocr_mode,
+            review_threshold=project.review_threshold,
+            job_ocr_mode=job_ocr_mode,
+        )
 
 
-def _set_page(s: Any, job_id: str, page_id: int, **values: Any) -> None:
+def _set_page(s: Any, job_id: str, page_id: int, **values: Any) -> bool:
     """Mirror a job page's state on the page row, unless a later job took the page."""
-    s.execute(update(Page).where(Page.id == page_id, Page.job_id == job_id).values(**values))
+    return bool(
+        s.execute(
+            update(Page).where(Page.id == page_id, Page.job_id == job_id).values(**values)
+        ).rowcount
+    )
+
+
+def _set_layout(s: Any, page_id: int, layout: dict[str, Any] | None) -> None:
+    """Replace the page's word layout (no layout: remove the old one)."""
+    s.execute(delete(PageLayout).where(PageLayout.page_id == page_id))
+    if layout is not None:
+        s.add(PageLayout(page_id=page_id, layout=layout))
 
 
 def _label(page: Page) -> str:
@@ -119,8 +151,13 @@ def finish_page(
     *,
     error: str | None = None,
     fields: dict[str, Any] | None = None,
+    layout: dict[str, Any] | None = KEEP_LAYOUT,
 ) -> bool:
-    """Move a job page to a finished state exactly once; False if it already was."""
+    """Move a job page to a finished state exactly once; False if it already was.
+
+    With ``layout``, the page's word layout is replaced in the same transaction (None
+    removes it: a result without one must not keep an older result's boxes).
+    """
     now = utcnow()
     with store.write() as s:
         moved = s.execute(
@@ -134,7 +171,11 @@ def finish_page(
         ).rowcount
         if not moved:
             return False
-        _set_page(s, job_id, page_id, status=state, error=error, finished_at=now, **(fields or {}))
+        mine = _set_page(
+            s, job_id, page_id, status=state, error=error, finished_at=now, **(fields or {})
+        )
+        if mine and layout is not KEEP_LAYOUT:
+            _set_layout(s, page_id, layout)
     return True
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..contract import PAGE_STATES
+from ..reports import flatten_extra
 from ._base import Panel, emit, esc, project_id
 
 if TYPE_CHECKING:
@@ -19,8 +20,8 @@ if TYPE_CHECKING:
     from ..client import Client
 
 STATUSES = [str(state) for state in PAGE_STATES]
-_COLS = "{:>6}  {:<28}  {:<10}  {:>6}  {:>5}  {}"
-HEADER = _COLS.format("page", "source", "status", "words", "conf", "error")
+_COLS = "{:>6}  {:<28}  {:<10}  {:<6}  {:>6}  {:>5}  {}"
+HEADER = _COLS.format("page", "source", "status", "review", "words", "conf", "error")
 
 
 def _row(r: Any) -> str:
@@ -30,11 +31,13 @@ def _row(r: Any) -> str:
     if len(source) > 28:
         source = source[:12] + "…" + source[-15:]
     error = (r.error or "").splitlines()[0][:60] if r.error else ""
-    return _COLS.format(r.page_number, source, r.status, words, conf, error)
+    review = "yes" if r.needs_review == 1 else ""  # True or numpy's True; not None nor NaN
+    return _COLS.format(r.page_number, source, r.status, review, words, conf, error)
 
 
 class PagesPanel(Panel):
-    """Pages of one project: status filter, paging, and a detail view of the selection."""
+    """Pages of one project: status and needs-review filters, paging, and a detail view of
+    the selection."""
 
     def __init__(self, client: Client, project: Any = None, *, page_size: int = 25):
         import ipywidgets as W
@@ -52,6 +55,11 @@ class PagesPanel(Panel):
             options=[("all", "")] + [(s, s) for s in STATUSES], value="", description="Status"
         )
         self.status_filter.observe(lambda _c: self._filter_changed(), "value")
+        self.review_filter = W.Checkbox(
+            value=False, description="Needs review only", indent=False,
+            layout=W.Layout(width="auto"),
+        )  # fmt: skip
+        self.review_filter.observe(lambda _c: self._filter_changed(), "value")
         self.prev_button = W.Button(description="Prev", icon="arrow-left", disabled=True)
         self.next_button = W.Button(description="Next", icon="arrow-right", disabled=True)
         self.refresh_button = W.Button(description="Refresh", icon="refresh")
@@ -79,6 +87,7 @@ class PagesPanel(Panel):
                 W.HBox(
                     [
                         self.status_filter,
+                        self.review_filter,
                         self.prev_button,
                         self.next_button,
                         self.refresh_button,
@@ -98,6 +107,11 @@ class PagesPanel(Panel):
     @property
     def status(self) -> str | None:
         return self.status_filter.value or None
+
+    @property
+    def needs_review(self) -> bool | None:
+        """True when only pages flagged for review are shown; None: every page."""
+        return True if self.review_filter.value else None
 
     @property
     def selected(self) -> list[int]:
@@ -121,11 +135,16 @@ class PagesPanel(Panel):
                 self.table.options = []
                 self.position.value = "no project"
                 return
-            self.total = self.client.count_pages(self.project, self.status)
+            flag = self.needs_review
+            self.total = self.client.count_pages(self.project, self.status, needs_review=flag)
             if self.offset >= self.total:
                 self.offset = max(0, (self.total - 1) // self.page_size * self.page_size)
             df = self.client.pages(
-                self.project, self.status, limit=self.page_size, offset=self.offset
+                self.project,
+                self.status,
+                needs_review=flag,
+                limit=self.page_size,
+                offset=self.offset,
             )
             self.frame = df
             keep = [i for i in self.table.value if i in set(df.page_id)]
@@ -169,8 +188,16 @@ class PagesPanel(Panel):
         conf = "" if p["confidence"] is None else f" · confidence {p['confidence']:.0f}"
         words = "" if p["words"] is None else f" · {p['words']} words"
         err = f"<br><span class='pk-bad'>{esc(p['error'])}</span>" if p["error"] else ""
+        review = ""
+        if p["needs_review"]:
+            why = f": {esc(p['review_reason'])}" if p["review_reason"] else ""
+            review = f"<div class='pk-warn'><b>Needs review</b>{why}</div>"
+        steps = "".join(
+            f"<br><span class='pk-mono'>{esc(name)}</span> = {esc(value)}"
+            for name, value in flatten_extra(p["extra"]).items()
+        )
         self.details.value = (
             f"<b>Page {p['page_number']}</b> · {esc(p['source'])} · "
-            f"<b>{esc(p['status'])}</b>{words}{conf}{err}"
+            f"<b>{esc(p['status'])}</b>{words}{conf}{err}{review}{steps}"
         )
         self.text.value = p["text"] or ""

