@@ -46,14 +46,13 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from . import tokens
 from .client import Client
-from .contract import FINISHED, PAGE_STATES, RUNNING_JOB, PageState
+from .contract import FINISHED, OCR_MODES, PAGE_STATES, RUNNING_JOB, PageState
 from .errors import REASON_STATUS, IngestError, NoSuchTask, PagekitError
 from .validate import (
     ID_MAX,
     LANGUAGE,
     LANGUAGES_MAX,
     NAME_MAX,
-    OCR_MODES,
     PRINTABLE,
     STEP_NAME_MAX,
 )
@@ -95,7 +94,7 @@ StepName = Annotated[
     str, StringConstraints(min_length=1, max_length=STEP_NAME_MAX, pattern=PRINTABLE)
 ]
 Language = Annotated[str, StringConstraints(pattern=LANGUAGE)]
-OcrMode = Literal[OCR_MODES]  # type: ignore[valid-type]
+OcrMode = Literal[tuple(m.value for m in OCR_MODES)]  # type: ignore[valid-type]
 
 
 def _as_utc(value: datetime) -> datetime:

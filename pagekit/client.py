@@ -30,6 +30,7 @@ from .contract import (
     RUNNING_JOB,
     BatchQueued,
     CancelReply,
+    OcrMode,
     PageQueued,
     PageState,
     Status,
@@ -253,7 +254,7 @@ class Client:
     def _check_languages(self, codes: list[str] | None) -> None:
         """Raise :class:`MissingLanguage` when Tesseract has no data here for ``codes``
         (None: ``PAGEKIT_OCR_LANG``), before anything is stored or queued."""
-        from .processing.ocr import _missing_message, missing_languages
+        from .processing.ocr import missing_languages, missing_message
 
         lang = "+".join(codes) if codes else self.settings.ocr_lang
         tessdata = self.settings.tessdata
@@ -262,7 +263,7 @@ class Client:
         except RuntimeError:  # the directory does not exist or cannot be read
             missing = [code for code in lang.split("+") if code]
         if missing:
-            raise MissingLanguage(missing, tessdata, _missing_message(tessdata, missing))
+            raise MissingLanguage(missing, tessdata, missing_message(tessdata, missing))
 
     def installed_languages(self) -> list[str]:
         """The Tesseract languages with data in this client's tessdata (``PAGEKIT_TESSDATA``)."""
@@ -278,7 +279,7 @@ class Client:
         """``ocr_mode`` validated, after checking that the project's pages can be OCR'd
         here: a missing language is refused before any page is queued."""
         mode = validate.ocr_mode(ocr_mode)
-        if (mode or project.ocr_mode or self.settings.ocr_mode) != "text-only":
+        if (mode or project.ocr_mode or self.settings.ocr_mode) != OcrMode.TEXT_ONLY:
             self._check_languages(project.languages)
         return mode
 

@@ -62,6 +62,22 @@ class JobState(StrEnum):
     CANCELLED = "cancelled"
 
 
+class OcrMode(StrEnum):
+    """How a page gets its text (a project's, or one batch's)."""
+
+    AUTO = "auto"  # a PDF text layer that passes the sanity check, else render and OCR
+    FORCE = "force"  # always render and OCR
+    TEXT_ONLY = "text-only"  # never OCR: the text layer, or no text
+
+
+class TextSource(StrEnum):
+    """Where a processed page's text came from (``Page.text_source``; "" for none)."""
+
+    OCR = "ocr"
+    TEXT_LAYER = "text-layer"
+
+
+OCR_MODES: tuple[OcrMode, ...] = tuple(OcrMode)
 PAGE_STATES: tuple[PageState, ...] = tuple(PageState)
 # A page in one of these belongs to a running job: it cannot be queued again.
 ACTIVE: tuple[PageState, ...] = (PageState.QUEUED, PageState.PROCESSING)

@@ -12,7 +12,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
-from .contract import PageState
+from .contract import OCR_MODES, PageState
 from .errors import (
     InvalidInput,
     InvalidLanguage,
@@ -40,9 +40,6 @@ LANGUAGE = r"^[a-z]{3}(_[a-z]+)?$"
 _LANGUAGE = re.compile(LANGUAGE)
 # Languages per project: Tesseract tries each on every word, so each one slows OCR down.
 LANGUAGES_MAX = 10
-# How a page gets its text. "auto": a PDF's text layer when it passes the sanity check,
-# else OCR; "force": always render and OCR; "text-only": never OCR.
-OCR_MODES: tuple[str, ...] = ("auto", "force", "text-only")
 
 
 def bidi_controls(name: str) -> list[str]:

@@ -128,6 +128,7 @@ def test_03_custom_steps(home: Path, cwd: Path) -> None:
     for text in (first, second):
         assert "{'years': [1891, 1923], 'earliest': 1891}" in text  # the step, in the kernel
         assert "[1914, 1918]" in text  # the step's output from the workers
+        assert "extra.dates.years" in text  # as a column of results()
     tutorial = home / "tutorials" / "custom-steps"
     assert (tutorial / "my_steps.py").exists()
     assert not (tutorial / "data" / "runtime" / "runtime.json").exists()  # it shut down

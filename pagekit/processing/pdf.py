@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import pypdfium2 as pdfium
 from PIL import Image
 
+from ..contract import OcrMode
 from ..errors import CorruptFile, EncryptedPDF, ProcessingError
 from . import _sandbox, textcheck
 
@@ -116,13 +117,13 @@ def read_page(
         page = doc[0]
         timings["load"] = round(perf_counter() - started, 4)
         text, verdict = "", None
-        if mode != "force":
+        if mode != OcrMode.FORCE:
             started = perf_counter()
             text = text_layer(page)
             verdict = textcheck.check(text, min_chars)
             timings["text_layer"] = round(perf_counter() - started, 4)
         started = perf_counter()
-        if mode == "text-only" or (verdict is not None and verdict.ok):
+        if mode == OcrMode.TEXT_ONLY or (verdict is not None and verdict.ok):
             return PageRead(text, render_to_fit(page, thumb_size), None, timings, verdict)
         fitted = fit_dpi(page, dpi, max_pixels)
         image = render(page, fitted)

@@ -11,13 +11,13 @@ from typing import Any, TypeVar
 
 from PIL import Image
 
+from ..contract import OCR_MODES, OcrMode, TextSource
 from ..errors import IngestError, PagekitError, ProcessingError
 from . import images, ocr, orient, pdf
 from .steps import StepContext, get_step
 from .types import Cancelled, PageInput, PageResult
 
 TEXT_LAYER_ENGINE = "pdf-text-layer"
-OCR_MODES = ("auto", "force", "text-only")
 T = TypeVar("T")
 
 
@@ -97,7 +97,7 @@ class _Run:
                     reading = turned
         found, result = reading.found, self.result
         self.set_text(found.text, ocr.engine_name(), found.confidence)
-        result.text_source = "ocr"
+        result.text_source = TextSource.OCR
         result.rotation, result.skew = reading.rotation, reading.skew
         result.width, result.height = reading.image.size
         result.layout = {
@@ -137,13 +137,13 @@ def _image_page(run: _Run) -> None:
     inp = run.inp
     with run.stage("load"):
         run.image = images.load_page(inp.data, inp.source, inp.max_image_pixels)
-    if inp.ocr_mode == "text-only":
+    if inp.ocr_mode == OcrMode.TEXT_ONLY:
         run.result.width, run.result.height = run.image.size
         run.result.text_source_reason = "text-only mode: image pages are not OCR'd"
     else:
         run.ocr(run.image)
         run.result.text_source_reason = (
-            "ocr mode force" if inp.ocr_mode == "force" else "image page"
+            "ocr mode force" if inp.ocr_mode == OcrMode.FORCE else "image page"
         )
     with run.stage("thumbnail"):
         run.result.thumbnail = images.thumbnail(run.image)
@@ -164,8 +164,8 @@ def _pdf_page(run: _Run) -> None:
     reason = got.check.reason if got.check is not None else "ocr mode force"
     if got.dpi is None:  # the text layer is used; the image is for the thumbnail
         run.set_text(got.text, TEXT_LAYER_ENGINE, None)
-        run.result.text_source = "text-layer" if got.text else ""
-        if inp.ocr_mode == "text-only":
+        run.result.text_source = TextSource.TEXT_LAYER if got.text else ""
+        if inp.ocr_mode == OcrMode.TEXT_ONLY:
             reason = f"text-only mode (not OCR'd); the check says: {reason}"
         run.result.text_source_reason = reason
         with run.stage("thumbnail"):
@@ -181,7 +181,7 @@ def _pdf_page(run: _Run) -> None:
 def _flag_for_review(result: PageResult, threshold: float) -> None:
     """Flag an OCR'd page that found no text, or whose mean confidence is under
     ``threshold`` (0 turns the confidence rule off); text-layer pages are not flagged."""
-    if result.text_source != "ocr":
+    if result.text_source != TextSource.OCR:
         return
     if result.words == 0:
         result.needs_review, result.review_reason = True, "OCR found no text"

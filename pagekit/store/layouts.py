@@ -8,9 +8,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from ..contract import TextSource
 from . import Page, PageLayout, Store
-
-TEXT_LAYER = "text-layer"  # Page.text_source of a PDF page read from its own text
 
 # Pages (each with its layout, tens of KB of words) fetched per round trip.
 CHUNK = 50
@@ -36,7 +35,7 @@ class LayoutPage:
     @property
     def ocr_layout(self) -> dict[str, Any] | None:
         """The layout if the page's text came from OCR; a text-layer page keeps its own."""
-        return self.layout if self.layout and self.text_source != TEXT_LAYER else None
+        return self.layout if self.layout and self.text_source != TextSource.TEXT_LAYER else None
 
     @property
     def name(self) -> str:
