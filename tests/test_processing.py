@@ -228,3 +228,19 @@ def test_entry_points_load_and_a_broken_one_is_only_logged(tmp_path, monkeypatch
     assert "test_ep_double" in loaded and "test_ep_broken" not in loaded
     assert get_step("test_ep_double")(None) == {"n": 2}
     assert "test_ep_broken" in caplog.text
+
+
+def test_a_hyphen_that_ends_a_line_stays_a_hyphen() -> None:
+    """PDFium marks a line-end hyphen as U+0002; the page text must show '-', not a box."""
+    import pypdfium2
+
+    from pagekit.processing import pdf
+
+    data = g.text_pdf(["word holloway-family " * 12])  # wraps after "holloway-"
+    doc = pypdfium2.PdfDocument(data)
+    try:
+        text = pdf.text_layer(doc[0])
+    finally:
+        doc.close()
+    assert "\x02" not in text
+    assert text.count("holloway-family") == 12

@@ -43,13 +43,16 @@ def open_document(data: bytes, source: str) -> pdfium.PdfDocument:
 
 
 def text_layer(page: pdfium.PdfPage) -> str:
-    """The page's embedded text (empty for a scan without OCR)."""
+    """The page's embedded text (empty for a scan without OCR).
+
+    PDFium writes a hyphen that ends a line as U+0002; it is a hyphen again here.
+    """
     textpage = page.get_textpage()
     try:
         text = textpage.get_text_bounded()
     finally:
         textpage.close()
-    return text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    return text.replace("\x02", "-").replace("\r\n", "\n").replace("\r", "\n").strip()
 
 
 def fit_dpi(page: pdfium.PdfPage, dpi: float, max_pixels: int) -> float:
