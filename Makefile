@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test dashboard serve bench bench-tools lint down clean
+.PHONY: install demo test dashboard lab serve bench bench-tools lint down clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "pagekit needs Python 3.10+"'
@@ -24,6 +24,10 @@ test: $(STAMP)
 
 dashboard: $(STAMP)
 	$(BIN)/pagekit dashboard
+
+# JupyterLab on the tutorials, offline (no news, update check or PyPI search).
+lab: $(STAMP)
+	$(BIN)/pagekit lab notebooks
 
 serve: $(STAMP)
 	$(BIN)/pagekit serve

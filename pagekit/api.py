@@ -45,9 +45,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from . import tokens
+from .api_docs import add_docs
 from .client import Client
 from .contract import FINISHED, OCR_MODES, PAGE_STATES, RUNNING_JOB, PageState
 from .errors import REASON_STATUS, IngestError, NoSuchTask, PagekitError
+from .search import QUERY_MAX
 from .validate import (
     ID_MAX,
     LANGUAGE,
@@ -272,6 +274,48 @@ class PageDetail(BaseModel):
     has_thumbnail: bool
 
 
+_SEARCH_SYNTAX = (
+    'What to find: `harbour ship` (both words), `"the harbour"` (a phrase), `ship OR boat`, '
+    "`harb*` (words starting with harb), `-storm` (pages without it). Case does not "
+    "count, accents do."
+)
+
+
+class SearchQuery(BaseModel):
+    """A full-text search and its paging; unknown parameters are refused, not ignored."""
+
+    model_config = {"extra": "forbid"}
+
+    q: str = Field(max_length=QUERY_MAX, description=_SEARCH_SYNTAX)
+    limit: int = Field(default=20, ge=1, le=200)
+    offset: int = Field(default=0, ge=0, le=ID_MAX)
+
+
+class SearchHit(BaseModel):
+    """A page whose text matches."""
+
+    page_id: int
+    page_number: int
+    source: str
+    status: PageStateName
+    confidence: float | None
+    score: float = Field(description="Higher is a better match; compare within one search.")
+    snippet: str = Field(description="Text around the matches, which are in [ ].")
+    snippet_html: str = Field(
+        description="The same, HTML-escaped, with the matches in <mark></mark>: safe to "
+        "insert into a web page as it is."
+    )
+
+
+class SearchResults(BaseModel):
+    project_id: int
+    query: str
+    total: int = Field(description="Pages that match, over all offsets.")
+    limit: int
+    offset: int
+    results: list[SearchHit] = Field(description="Best match first.")
+
+
 class Uploaded(BaseModel):
     """The outcome of one upload: the pages it created (a PDF gives one per PDF page)."""
 
@@ -301,6 +345,36 @@ class Uploaded(BaseModel):
     message: str | None = Field(
         default=None, description="Says which pages were already in the project, by number."
     )
+
+
+class FileUploaded(BaseModel):
+    """One file of an uploaded archive: the pages it added, or why it was refused."""
+
+    source: str = Field(description="The archive's name and the file's path in it.")
+    status: Literal["added", "duplicate", "rejected"]
+    page_ids: list[int] = Field(description="New pages, in order.")
+    page_numbers: list[int]
+    duplicates: list[int] = Field(description="Existing pages this file repeats.")
+    duplicate_of_numbers: list[int]
+    duplicate_file_pages: list[int]
+    message: str | None = Field(
+        default=None, description="Why the file was refused, or which pages it repeats."
+    )
+    reason: str | None = Field(
+        default=None, description="Why the file was refused, e.g. 'bad file name'."
+    )
+
+
+class ArchiveUploaded(BaseModel):
+    """The outcome of a .zip upload: one entry per file in it, in natural order."""
+
+    project_id: int
+    source: str = Field(description="The archive's name.")
+    status: Literal["added", "duplicate", "rejected"] = Field(
+        description="'added' (201) when a file added a page, 'duplicate' (200) when every "
+        "page was already in the project, 'rejected' (422) when no file could be added."
+    )
+    files: list[FileUploaded]
 
 
 class PageQueued(BaseModel):
@@ -471,6 +545,20 @@ def get_project(project_id: ProjectId, client: ClientDep) -> Any:
     return client.project(project_id)
 
 
+@router.delete(
+    "/projects/{project_id}",
+    status_code=204,
+    response_class=Response,
+    tags=["projects"],
+    responses=_errors(404, 409, 422),
+)
+def delete_project(project_id: ProjectId, client: ClientDep) -> Response:
+    """Delete a project with all its pages, results and tasks (409 while any of its
+    pages is queued or processing)."""
+    client.delete_project(project_id)
+    return Response(status_code=204)
+
+
 @router.get(
     "/projects/{project_id}/pages",
     response_model=PageList,
@@ -507,6 +595,43 @@ def get_page(project_id: ProjectId, page_id: PageId, client: ClientDep) -> Any:
     return client.page(page_id, project_id)
 
 
+@router.delete(
+    "/projects/{project_id}/pages/{page_id}",
+    status_code=204,
+    response_class=Response,
+    tags=["pages"],
+    responses=_errors(404, 409, 422),
+)
+def delete_page(project_id: ProjectId, page_id: PageId, client: ClientDep) -> Response:
+    """Delete a page with its results (409 while it is queued or processing: cancel its
+    task or wait for it). The other pages keep their numbers."""
+    client.delete_pages(project_id, [page_id])
+    return Response(status_code=204)
+
+
+@router.get(
+    "/projects/{project_id}/search",
+    response_model=SearchResults,
+    tags=["pages"],
+    responses=_errors(404, 422, 501),
+)
+def search_pages(
+    project_id: ProjectId, query: Annotated[SearchQuery, Query()], client: ClientDep
+) -> Any:
+    """The project's pages whose text matches ``q``, best first, ``limit`` at a time
+    from ``offset``, each with a snippet of its text around the matches."""
+    q = query
+    rows = _records(client.search(q.q, project_id, limit=q.limit, offset=q.offset))
+    return {
+        "project_id": project_id,
+        "query": q.q,
+        "total": client.count_matches(q.q, project_id),
+        "limit": q.limit,
+        "offset": q.offset,
+        "results": rows,
+    }
+
+
 _UPLOAD_BODY = {
     "requestBody": {
         "required": True,
@@ -519,7 +644,8 @@ _UPLOAD_BODY = {
                         "file": {
                             "type": "string",
                             "format": "binary",
-                            "description": "An image (JPEG, PNG, TIFF, WebP, BMP) or a PDF.",
+                            "description": "An image (JPEG, PNG, TIFF, WebP, BMP), a PDF, "
+                            "or a .zip of them (each file in it is added on its own).",
                         },
                         "page_number": {
                             "type": "integer",
@@ -538,12 +664,15 @@ _UPLOAD_BODY = {
 
 @router.post(
     "/projects/{project_id}/pages",
-    response_model=Uploaded,
+    response_model=Uploaded | ArchiveUploaded,
     status_code=201,
     tags=["pages"],
     openapi_extra=_UPLOAD_BODY,
     responses={
-        200: {"model": Uploaded, "description": "Identical content is already in the project."},
+        200: {
+            "model": Uploaded | ArchiveUploaded,
+            "description": "Identical content is already in the project.",
+        },
         **_errors(404, 409, 413, 415, 422),
     },
 )
@@ -553,7 +682,9 @@ async def upload_page(
     """Upload one file (multipart ``file``, optional ``page_number``) as new page(s).
 
     The body is streamed to a spooled temporary file and refused with 413 as soon as it
-    passes the upload limit. A refused file stores nothing.
+    passes the upload limit. A refused file stores nothing. A ``.zip`` adds each file in
+    it on its own and answers with one outcome per file (``files``); a file refused
+    (unsafe name, not a page, too large) does not stop the others.
     """
     await run_in_threadpool(client.project, project_id)  # 404 before reading the body
     limit = client.settings.max_upload_bytes
@@ -575,7 +706,10 @@ def _add_page(
     client: Client, project_id: int, item: tuple[str, IO[bytes]], page_number: int | None
 ) -> tuple[int, dict[str, Any]]:
     """Add one uploaded file through the Client; the HTTP status and the response body."""
-    (out,) = client.add_pages(project_id, [item], page_number=page_number)
+    outcomes = client.add_pages(project_id, [item], page_number=page_number)
+    if outcomes[0].get("container") is not None:  # an archive, expanded
+        return _archive_outcome(project_id, item[0], outcomes)
+    (out,) = outcomes
     if out["status"] == "rejected":
         reason = out.get("reason")
         body = {"detail": out["error"], **({"reason": reason} if reason else {})}
@@ -597,6 +731,32 @@ def _add_page(
         "duplicate_file_pages": out["duplicate_file_pages"],
         "message": out["error"],
     }
+
+
+def _archive_outcome(
+    project_id: int, name: str, outcomes: list[dict[str, Any]]
+) -> tuple[int, dict[str, Any]]:
+    """The status and body of an archive upload: 201 if a file added pages, 200 if all
+    were duplicates, 422 (with ``detail``) if none could be added."""
+    keys = ("page_ids", "page_numbers", "duplicates", "duplicate_of_numbers")
+    files = [
+        {
+            "source": o["source"],
+            "status": o["status"],
+            **{key: o[key] for key in (*keys, "duplicate_file_pages")},
+            "message": o["error"],
+            "reason": o.get("reason"),
+        }
+        for o in outcomes
+    ]
+    statuses = {o["status"] for o in outcomes}
+    body: dict[str, Any] = {"project_id": project_id, "source": name, "files": files}
+    if "added" in statuses:
+        return 201, {**body, "status": "added"}
+    if "duplicate" in statuses:
+        return 200, {**body, "status": "duplicate"}
+    detail = f"{name}: none of its {len(files)} file(s) could be added: {files[0]['message']}"
+    return 422, {"detail": detail, "reason": IngestError.reason, **body, "status": "rejected"}
 
 
 class _BodyTooLarge(Exception):
@@ -839,7 +999,10 @@ def create_app(client: Client | None = None) -> FastAPI:
             {"name": "pages", "description": "Upload pages and read their results."},
             {"name": "tasks", "description": "The job contract: queue, status, cancel."},
         ],
+        docs_url=None,  # /docs and /redoc without a CDN: add_docs below
+        redoc_url=None,
     )
+    add_docs(app)
     app.state.client = client if client is not None else Client()
     app.add_middleware(BodyLimit, limit=BODY_MAX)
     app.add_exception_handler(PagekitError, _pagekit_error)

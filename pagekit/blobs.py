@@ -2,22 +2,27 @@
 
 A local directory by default; point ``PAGEKIT_BLOB_DIR`` at a shared mount when workers
 run on several hosts. Pages are private: directories are created 0700 and files 0600
-(``mkstemp``), whatever the process umask.
+(``mkstemp``), whatever the process umask. Bytes are removed once no page names them
+(:mod:`pagekit.store.deletion` decides; :meth:`BlobStore.delete` removes).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from .errors import NotFound
 
+log = logging.getLogger(__name__)
+
 
 class BlobStore:
-    """Write-once storage of bytes keyed by their sha256."""
+    """Storage of bytes keyed by their sha256: written once, removed when unused."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -32,6 +37,10 @@ class BlobStore:
         key = key or hashlib.sha256(data).hexdigest()
         path = self._path(key)
         if path.exists():
+            # Fresh again: :meth:`delete` spares bytes written moments ago (a thumbnail a
+            # worker is about to record).
+            with contextlib.suppress(OSError):
+                os.utime(path)
             return key
         self._mkdirs(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")  # mode 0600
@@ -64,3 +73,22 @@ class BlobStore:
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
+
+    def delete(self, key: str, *, min_age: float = 0.0) -> bool:
+        """Remove the bytes stored under ``key``, unless they were written (or written
+        again) less than ``min_age`` seconds ago; True if removed.
+
+        The caller knows that no page names them any more (:mod:`pagekit.store.deletion`).
+        A file that cannot be removed is logged and kept.
+        """
+        path = self._path(key)
+        try:
+            if min_age and time.time() - path.stat().st_mtime < min_age:
+                return False
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            log.warning("cannot remove %s (%s); it stays", path, exc.strerror or exc)
+            return False
+        return True

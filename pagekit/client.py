@@ -13,6 +13,7 @@ starts nothing.
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -32,7 +33,9 @@ from .contract import (
     CancelReply,
     OcrMode,
     PageQueued,
+    PagesDeleted,
     PageState,
+    ProjectDeleted,
     Status,
 )
 from .errors import (
@@ -46,7 +49,7 @@ from .errors import (
     RuntimeUnavailable,
     UnknownStep,
 )
-from .store import PROJECT_OPTIONS, Project, Store, project_options
+from .store import PROJECT_OPTIONS, Project, Store, deletion, project_options
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,6 +58,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ProjectRef = int | str | dict[str, Any]
+
+# Seconds a thumbnail written (or written again) is kept after its page is deleted: a
+# worker records it in one write transaction that waits at most PAGEKIT_DB_BUSY_TIMEOUT
+# (20 s) for the database, so two minutes is ample. The grace is at least 3 times that.
+THUMBNAIL_GRACE = 120.0
 
 
 def _review_flag(value: object) -> bool | None:
@@ -343,12 +351,21 @@ class Client:
         *,
         page_number: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Add files (paths, bytes, ``(name, bytes)`` uploads or file objects).
+        """Add files (paths, bytes, ``(name, bytes)`` uploads or file objects), folders and
+        zip archives.
 
-        Returns one outcome per item: ``{"source", "status": "added" | "duplicate" |
-        "rejected", "page_ids", "page_numbers", "duplicates", "error"}``. A rejected item
-        stores nothing and never stops the others. ``page_number`` is for a single item;
-        a multi-page file takes consecutive numbers from it.
+        A folder adds its files, in its sub-folders too, in natural order (``page2.png``
+        before ``page10.png``); a ``.zip`` adds the files in it the same way, one at a
+        time. Hidden files and folders and system files (``.DS_Store``, ``Thumbs.db``,
+        ``__MACOSX``) are skipped; any other file that is not a page is rejected, with
+        the reason, and the others are added (see :func:`pagekit.ingest.entries`).
+
+        Returns one outcome per file: ``{"source", "container", "status": "added" |
+        "duplicate" | "rejected", "page_ids", "page_numbers", "duplicates", "error"}``.
+        ``container`` is the folder or archive the file came from (None for a file given
+        as it is), and ``source`` includes it: ``"scans/page2.png"``, ``"box.zip/p2.png"``.
+        A rejected file stores nothing and never stops the others. ``page_number`` is for
+        a single file; a multi-page file takes consecutive numbers from it.
         """
         pid = self.store.project(project).id
         if _is_one_item(items):
@@ -361,11 +378,25 @@ class Client:
                     f"--page-number / page_number is for adding one file; {len(items)} were "
                     "given: add them without it (they take the next numbers), or one at a time"
                 )
-        return [self._add_one(pid, item, page_number) for item in items]
+            if ingest.is_container(items[0]):
+                raise InvalidPageNumber(
+                    f"--page-number / page_number is for adding one file; "
+                    f"{ingest.item_name(items[0])} is a folder or an archive: add it without "
+                    "(its files take the next numbers)"
+                )
+        limit = self.settings.max_upload_bytes
+        return [
+            self._add_one(pid, entry, page_number)
+            for item in items
+            for entry in ingest.entries(item, max_bytes=limit)  # read as they are added
+        ]
 
-    def _add_one(self, project_id: int, item: Any, page_number: int | None) -> dict[str, Any]:
+    def _add_one(
+        self, project_id: int, entry: ingest.Entry, page_number: int | None
+    ) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "source": _item_name(item),
+            "source": entry.name,
+            "container": entry.container,
             "status": "rejected",
             "page_ids": [],
             "page_numbers": [],
@@ -375,7 +406,7 @@ class Client:
             "error": None,
         }
         try:
-            name, data, is_upload = ingest.load_item(item, max_bytes=self.settings.max_upload_bytes)
+            name, data, is_upload = entry.load()
             out["source"] = name
             pages = ingest.split(
                 data,
@@ -441,21 +472,27 @@ class Client:
         needs_review: bool | None = None,
         limit: int | None = None,
         offset: int = 0,
+        sort: str | None = None,
     ) -> pd.DataFrame:
         """The project's pages, in page order, as a DataFrame (one row per page).
 
         ``status`` is one state or a list (see :class:`pagekit.contract.PageState`); an
         unknown one raises :class:`pagekit.errors.UnknownStatus`. ``needs_review=True``
         keeps the pages flagged for review (``review_reason`` says why), ``False`` the
-        others.
+        others. ``sort="confidence"`` (``"-confidence"``: descending) orders by a column
+        before ``limit``/``offset`` apply, so a screen of rows is a slice of the whole
+        sorted project.
         """
         import pandas as pd
 
         states = validate.page_states(status)
         flag = _review_flag(needs_review)
         limit, offset = validate.paging(limit, offset)
+        order = validate.page_sort(sort)
         pid = self.store.project(project).id
-        rows = self.store.page_table(pid, states, needs_review=flag, limit=limit, offset=offset)
+        rows = self.store.page_table(
+            pid, states, needs_review=flag, limit=limit, offset=offset, sort=order
+        )
         return pd.DataFrame(rows, columns=list(PAGE_COLUMNS))
 
     def count_pages(
@@ -501,6 +538,71 @@ class Client:
     def page_bytes(self, page_id: int) -> bytes:
         """The stored page itself (an image, or a one-page PDF)."""
         return self.blobs.get(self.store.page(int(page_id)).blob)
+
+    def delete_pages(
+        self, project: ProjectRef, page_ids: Iterable[int] | int | str
+    ) -> PagesDeleted:
+        """Delete pages with their results: ``page_ids`` are page ids, or page numbers as
+        text (``"1,3-5"``, read as :meth:`page_ids_for_numbers` does).
+
+        All or nothing: refused with :class:`~pagekit.errors.PageInUse` while any of them
+        is queued or processing (wait for its task, or cancel it), and with
+        :class:`~pagekit.errors.NoSuchPage` for an id not in the project. The other pages
+        keep their numbers. A job that counted a deleted page counts one page less (its
+        ``total`` too; a job left with no page is deleted). A page's bytes and thumbnail
+        are removed once no page, in any project, names them.
+
+        Returns ``{"project_id", "deleted", "page_ids", "blobs_removed"}``.
+        """
+        pid = self.store.project(project).id
+        if isinstance(page_ids, str):
+            ids = self.page_ids_for_numbers(pid, page_ids)
+        else:
+            ids = _page_ids(page_ids)
+        gone = deletion.delete_pages(self.store, pid, ids)
+        return {
+            "project_id": pid,
+            "deleted": len(gone["page_ids"]),
+            "page_ids": gone["page_ids"],
+            "blobs_removed": self._remove_blobs(gone),
+        }
+
+    def delete_project(self, project: ProjectRef) -> ProjectDeleted:
+        """Delete a project with all its pages, results and jobs; refused with
+        :class:`~pagekit.errors.PageInUse` while any of its pages is queued or processing.
+        Stored bytes are removed as by :meth:`delete_pages`.
+
+        Returns ``{"project_id", "name", "deleted", "blobs_removed"}`` (``deleted``: pages).
+        """
+        pid = self.store.project(project).id
+        gone = deletion.delete_project(self.store, pid)
+        return {
+            "project_id": pid,
+            "name": gone["name"],
+            "deleted": gone["pages"],
+            "blobs_removed": self._remove_blobs(gone),
+        }
+
+    def _remove_blobs(self, gone: dict[str, Any]) -> int:
+        """Remove the deleted pages' bytes and thumbnails that no page names any more.
+
+        Runs after the delete has committed, under the locks adds take (see
+        :func:`pagekit.store.deletion.remove_unreferenced`). A thumbnail written in the
+        last ``THUMBNAIL_GRACE`` seconds is kept: a worker writes a thumbnail file before
+        the row that names it, outside those locks, and may be recording the same one for
+        another page.
+        """
+        grace = max(THUMBNAIL_GRACE, 3 * self.settings.db_busy_timeout)
+        thumbnails = gone["thumbnails"]
+
+        def remove(key: str) -> bool:
+            return self.blobs.delete(key, min_age=grace if key in thumbnails else 0.0)
+
+        try:
+            return deletion.remove_unreferenced(self.store, gone["blobs"] | thumbnails, remove)
+        except PagekitError as exc:  # the pages are gone; their files can wait
+            log.warning("pages deleted, but their stored files were not removed: %s", exc)
+            return 0
 
     # -- jobs: the job contract --------------------------------------------------------
 
@@ -548,8 +650,8 @@ class Client:
         mode = self._ready_to_queue(p, ocr_mode)
         if not self.store.count_pages(p.id, [PageState.PENDING]):
             raise NothingToProcess(
-                f"no pending pages in project {p.name!r}; "
-                "add pages first, or use retry_failed / process_batch to reprocess"
+                f"no pending pages in project {p.name!r}: add pages first, or process "
+                "failed pages again (retry) or chosen pages by number"
             )
         return self._batch(p.id, (PageState.PENDING,), mode)
 
@@ -582,16 +684,20 @@ class Client:
         task_id: str,
         *,
         timeout: float | None = None,
-        progress: bool = True,
+        progress: bool | str = True,
         interval: float | None = None,
     ) -> dict[str, Any]:
-        """Block until the job finishes (with a progress bar) and return its status."""
-        from .progress import JobPoller, TextProgressBar
+        """Block until the job finishes (with a progress bar) and return its status.
+
+        The bar is an ipywidgets one in a notebook (a Jupyter kernel with ipywidgets),
+        else text on stderr; ``progress="text"`` or ``"widget"`` chooses, ``False`` draws
+        none (see :func:`pagekit.progress.progress_bar`).
+        """
+        from .progress import progress_bar
 
         if interval is None:
             interval = min(self.settings.poll_interval, 1.0)
-        poller = (TextProgressBar if progress else JobPoller)(self, task_id, interval)
-        return poller.run(timeout=timeout)
+        return progress_bar(self, task_id, interval, progress).run(timeout=timeout)
 
     def jobs(self, project: ProjectRef | None = None) -> pd.DataFrame:
         """One row per job: status, totals, started, finished, duration, pages/min."""
@@ -606,6 +712,49 @@ class Client:
         if active:
             ids = [i for i in ids if jobs.job_state(*jobs.counts(self.store, i)) in RUNNING_JOB]
         return ids
+
+    # -- search ---------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        project: ProjectRef | None = None,
+        *,
+        limit: int | None = 20,
+        offset: int = 0,
+    ) -> pd.DataFrame:
+        """Pages whose text matches ``query``, best first, ``limit`` from ``offset``.
+
+        Columns: :data:`~pagekit.contract.SEARCH_COLUMNS` (``project=None`` searches every
+        project and adds ``project_id`` and ``project`` first). ``snippet`` is plain text
+        with the matches in ``[`` ``]``; ``snippet_html`` is HTML-escaped with the matches
+        in ``<mark>``, safe to show in a web page. ``score`` is higher for better matches.
+
+        The syntax (:mod:`pagekit.search`): ``harbour ship`` (both words), ``"the
+        harbour"`` (a phrase), ``ship OR boat``, ``harb*`` (a prefix), ``-storm`` (without
+        it). An empty query raises :class:`~pagekit.errors.InvalidSearchQuery`.
+        """
+        import pandas as pd
+
+        from .contract import SEARCH_ALL_COLUMNS, SEARCH_COLUMNS
+        from .search import parse
+        from .store import search as queries
+
+        parsed = parse(query)
+        limit, offset = validate.paging(limit, offset)
+        pid = self.store.project(project).id if project is not None else None
+        rows = queries.find(self.store, parsed, pid, limit=limit, offset=offset)
+        columns = SEARCH_COLUMNS if pid is not None else SEARCH_ALL_COLUMNS
+        return pd.DataFrame(rows, columns=list(columns))
+
+    def count_matches(self, query: str, project: ProjectRef | None = None) -> int:
+        """How many pages :meth:`search` finds for ``query``, over all offsets."""
+        from .search import parse
+        from .store import search as queries
+
+        parsed = parse(query)
+        pid = self.store.project(project).id if project is not None else None
+        return queries.count(self.store, parsed, pid)
 
     # -- results --------------------------------------------------------------------------
 
@@ -739,6 +888,23 @@ def _batch_queued(job: dict[str, Any]) -> BatchQueued:
     }
 
 
+def _page_ids(value: Iterable[Any] | int) -> list[int]:
+    """Page ids as a list of whole numbers from 1 (numpy integers too), repeats dropped."""
+    values = [value] if not isinstance(value, Iterable) else list(value)
+    if not values:
+        raise InvalidInput("no pages given: pass page ids, or page numbers like '1,3-5'")
+    ids = []
+    for v in values:
+        try:
+            pid = operator.index(v) if not isinstance(v, bool) else 0
+        except TypeError:
+            pid = 0
+        if not 1 <= pid <= validate.ID_MAX:
+            raise InvalidInput(f"a page id is a whole number from 1, not {v!r:.40}")
+        ids.append(pid)
+    return list(dict.fromkeys(ids))
+
+
 def _is_one_item(items: Any) -> bool:
     """One file (a path, bytes, a file object or a ``(name, bytes)`` upload), not a list.
 
@@ -753,11 +919,3 @@ def _is_one_item(items: Any) -> bool:
         and isinstance(items[0], str)
         and (isinstance(items[1], (bytes, bytearray, memoryview)) or hasattr(items[1], "read"))
     )
-
-
-def _item_name(item: Any) -> str:
-    if isinstance(item, (str, Path)):
-        return Path(item).name
-    if isinstance(item, tuple) and item:
-        return str(item[0])
-    return str(getattr(item, "name", "upload"))

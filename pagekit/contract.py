@@ -187,6 +187,30 @@ RESULT_COLUMNS: tuple[str, ...] = (
 # The prefix of those step columns: ``extra.upper_words.count``.
 EXTRA_PREFIX = "extra."
 
+# One match of ``Client.search(q, project=p)`` / ``GET /projects/{p}/search`` / ``pagekit
+# search``, best first: ``score`` (higher is better, comparable within one search only),
+# ``snippet`` plain text with matches in [ ], ``snippet_html`` escaped with <mark>s.
+SEARCH_COLUMNS: tuple[str, ...] = (
+    "page_id",
+    "page_number",
+    "source",
+    "status",
+    "confidence",
+    "score",
+    "snippet",
+    "snippet_html",
+)
+# ``Client.search(q)`` over every project: the same, after the project of each page.
+SEARCH_ALL_COLUMNS: tuple[str, ...] = ("project_id", "project", *SEARCH_COLUMNS)
+# The columns ``pagekit search`` prints (a subset of SEARCH_COLUMNS).
+SEARCH_SUMMARY_COLUMNS: tuple[str, ...] = (
+    "page_number",
+    "source",
+    "status",
+    "confidence",
+    "snippet",
+)
+
 
 # One row of ``Client.jobs()``: a job with its pages counted by outcome.
 JOB_COLUMNS: tuple[str, ...] = (
@@ -285,3 +309,22 @@ class CancelFinished(StatusFinished):
 
 
 CancelReply = CancelRunning | CancelFinished
+
+
+class PagesDeleted(TypedDict):
+    """``delete_pages(project, page_ids)``: the pages deleted, and how many stored files
+    (page bytes and thumbnails no other page names) were removed with them."""
+
+    project_id: int
+    deleted: int
+    page_ids: list[int]
+    blobs_removed: int
+
+
+class ProjectDeleted(TypedDict):
+    """``delete_project(project)``: the project, its pages deleted, stored files removed."""
+
+    project_id: int
+    name: str
+    deleted: int
+    blobs_removed: int

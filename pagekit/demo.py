@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from . import samples
+from .cli.table import format_table
 from .contract import DEMO_COLUMNS
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def run(client: Client, csv_path: Path, out: TextIO | None = None) -> dict:
     final = client.wait(job["task_id"])
     df = client.pages(project)
     say()
-    say(df[list(DEMO_COLUMNS)].to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    say(format_table(df, DEMO_COLUMNS))
     say()
     shown = dict(final, result=dict(final["result"], results=f"[{len(df)} pages]"))
     say("Completed status (job contract JSON, results abbreviated):")

@@ -67,6 +67,10 @@ class InvalidReviewThreshold(InvalidInput):
     """A review threshold that is not a number from 0 to 100."""
 
 
+class InvalidSearchQuery(InvalidInput):
+    """A search query that is empty, too long, or only leaves pages out."""
+
+
 class RuntimeUnavailable(PagekitError):
     """The broker or the embedded runtime cannot be reached or started."""
 
@@ -141,6 +145,7 @@ class ProjectExists(PagekitError):
 class NothingToProcess(PagekitError):
     """A request to process found no pages to queue."""
 
+    exit_code = 0  # nothing to do is not a failure: the CLI says "nothing to process: ..."
     http_status = 422
 
 
@@ -153,13 +158,43 @@ class PageNumberTaken(PagekitError):
 class PageBusy(PagekitError):
     """Pages asked for are queued or processing in another task."""
 
-    def __init__(self, page_ids: list[int], task_id: str | None):
+    def __init__(
+        self, page_ids: list[int], task_id: str | None, page_numbers: list[int] | None = None
+    ):
         self.page_ids = page_ids
+        self.page_numbers = page_numbers  # what the message names, when known
         self.task_id = task_id
-        shown = ", ".join(str(p) for p in page_ids[:10]) + (" ..." if len(page_ids) > 10 else "")
+        named = page_numbers if page_numbers is not None else page_ids
+        shown = ", ".join(str(p) for p in named[:10]) + (" ..." if len(named) > 10 else "")
+        what = "page number(s)" if page_numbers is not None else "page(s)"
         super().__init__(
-            f"page(s) {shown} are already queued or processing (task {task_id}); "
+            f"{what} {shown} are already queued or processing (task {task_id}); "
             "wait for that task or cancel it first"
+        )
+
+
+class PageInUse(PageBusy):
+    """Pages to delete are queued or processing in a task; nothing was deleted."""
+
+    def __init__(
+        self,
+        page_ids: list[int],
+        task_id: str | None,
+        page_numbers: list[int] | None = None,
+        what: str = "these pages",
+    ):
+        self.page_ids = page_ids
+        self.page_numbers = page_numbers
+        self.task_id = task_id
+        named = page_numbers if page_numbers is not None else page_ids
+        shown = ", ".join(str(p) for p in named[:10]) + (" ..." if len(named) > 10 else "")
+        pages = f"page number(s) {shown}" if page_numbers is not None else f"page(s) {shown}"
+        task = f"task {task_id}" if task_id else "a task"
+        cancel = f" (`pagekit task cancel {task_id}`)" if task_id else ""
+        PagekitError.__init__(
+            self,
+            f"cannot delete {what}: {pages} are queued or processing in {task}; "
+            f"wait for it to finish or cancel it{cancel}, then delete again",
         )
 
 
@@ -244,6 +279,12 @@ class UnknownStep(StepNotFound, InvalidInput):
 
 class ProcessingError(PagekitError):
     """A page could not be processed (the page is marked failed with this message)."""
+
+
+class SearchUnavailable(PagekitError):
+    """The database cannot run full-text search (SQLite without FTS5, another database)."""
+
+    http_status = 501
 
 
 def _with_subclasses(cls: type[PagekitError]) -> list[type[PagekitError]]:

@@ -4,6 +4,12 @@ The type is sniffed from the bytes (never the name), limits are enforced before 
 is decoded, PDFs are split into single-page PDFs (pypdf) and multi-page TIFFs into frames.
 A file is accepted whole or refused with one :class:`~pagekit.errors.IngestError`.
 
+A folder or a zip archive stands for its files (:func:`entries`), each added on its own:
+a folder's files in natural order, hidden ones skipped; an archive's members read one at
+a time, each under the upload limit and all of them under ``ARCHIVE_EXPANSION`` times it,
+with names that point outside the archive refused (nothing is ever written under a
+member's name, but such a name is a sign of a hostile archive).
+
 Nothing here parses a PDF page's content: pypdf counts and splits pages without decoding
 content streams, so a small PDF whose content inflates to gigabytes costs the caller
 nothing. Workers open pages in PDFium under a memory cap (:mod:`pagekit.processing.pdf`).
@@ -14,7 +20,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
+import struct
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -150,6 +162,316 @@ def load_item(item: Item, *, max_bytes: int | None = None) -> tuple[str, bytes, 
     raise TypeError(
         f"cannot ingest a {type(item).__name__}; pass a path, bytes, (name, bytes) or a file"
     )
+
+
+# -- folders and zip archives ---------------------------------------------------------------
+
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with files, an empty zip
+# Expanded only when the name agrees: .docx, .xlsx, .odt and .epub are zips too, not pages.
+ARCHIVE_SUFFIXES = ("", ".zip")
+# Never pages: skipped without a word, as is every name that starts with a dot.
+JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", "__macosx"})
+# Files in one archive: each is an outcome, and the archive's directory is read whole
+# before its first file (10,000 pages is a large scanned book).
+ARCHIVE_FILES_MAX = 10_000
+# The archive's directory, whatever count it declares: ~400 bytes a file with long names.
+ARCHIVE_DIRECTORY_MAX = 4 * MiB
+# What one archive may unpack to in all, in upload limits (PAGEKIT_MAX_UPLOAD_BYTES):
+# scans compress a few times at most, a zip bomb a million times.
+ARCHIVE_EXPANSION = 10
+# pages.source is VARCHAR(300): a longer folder or archive path keeps its end.
+SOURCE_MAX = 300
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file to add: an item as given, or a file found in a folder or a zip archive.
+
+    ``load()`` returns ``(name, data, is_upload)`` as :func:`load_item` does, or raises the
+    :class:`~pagekit.errors.IngestError` that refuses the file. An archive is read as its
+    entries are taken: load each entry before taking the next.
+    """
+
+    name: str  # "scan.jpg", "scans/ch1/page2.png", "box.zip/page2.png"
+    container: str | None  # the folder or archive it was found in; None: given as it is
+    load: Callable[[], tuple[str, bytes, bool]]
+
+
+def item_name(item: object) -> str:
+    """The name an item is shown under before it is read (a path's basename)."""
+    if isinstance(item, (str, os.PathLike)):
+        return Path(item).name or str(item)
+    if isinstance(item, tuple) and item:
+        return str(item[0])
+    raw = getattr(item, "name", None)
+    return (Path(raw).name if isinstance(raw, (str, os.PathLike)) else "") or "upload"
+
+
+def natural_key(name: str) -> tuple[tuple[str | int, ...], str]:
+    """Sort key that reads numbers as numbers: ``page2.png`` before ``page10.png``."""
+    parts = re.split(r"(\d+)", name.casefold())
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts)), name
+
+
+def is_container(item: object) -> bool:
+    """Whether ``item`` is a folder or a zip archive (whose files are added one by one)."""
+    if isinstance(item, (str, os.PathLike)) and Path(item).is_dir():
+        return True
+    return _is_archive(item_name(item), _head(item))
+
+
+def entries(item: Item, *, max_bytes: int) -> Iterator[Entry]:
+    """The files ``item`` stands for, each to be added on its own.
+
+    A folder gives its files, in its folders too, in natural order (``page2.png`` before
+    ``page10.png``). A zip archive (the bytes say zip, and the name ends in ``.zip`` or has
+    no extension) gives its files in the same order, read one at a time; an archive inside
+    it is refused, not expanded. Hidden files and folders (``.DS_Store``) and system files
+    (``Thumbs.db``, ``__MACOSX``) are skipped in both. Anything else is itself.
+    """
+    name = item_name(item)
+    if isinstance(item, (str, os.PathLike)):
+        path = Path(item)
+        if path.is_dir():
+            yield from _folder(path, max_bytes)
+        elif _is_archive(name, _head(path)):
+            yield from _archive_file(path, name, max_bytes)
+        else:
+            yield Entry(name, None, partial(load_item, item, max_bytes=max_bytes))
+        return
+    if not _is_archive(name, _head(item)):
+        yield Entry(name, None, partial(load_item, item, max_bytes=max_bytes))
+        return
+    try:
+        check_name(name)  # an uploaded archive's own name, as any upload's
+    except IngestError as exc:
+        yield _refused(name, None, exc)
+        return
+    data = item[1] if isinstance(item, tuple) else item
+    fh = data if hasattr(data, "read") else io.BytesIO(bytes(data))  # type: ignore[arg-type]
+    yield from _archive(fh, name, None, max_bytes)
+
+
+def _head(item: object) -> bytes:
+    """The first bytes of an item, read without consuming it (b"" if they cannot be)."""
+    data = item[1] if isinstance(item, tuple) and len(item) == 2 else item
+    try:
+        if isinstance(data, (str, os.PathLike)):
+            with Path(data).open("rb") as fh:
+                return fh.read(4)
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            return bytes(data[:4])
+        if hasattr(data, "read") and data.seekable():
+            here = data.tell()
+            head = data.read(4)
+            data.seek(here)
+            return bytes(head)
+    except (OSError, ValueError, AttributeError):
+        pass  # reading it for real will say what is wrong
+    return b""
+
+
+def _is_archive(name: str, head: bytes) -> bool:
+    return head.startswith(ZIP_MAGIC) and Path(name).suffix.lower() in ARCHIVE_SUFFIXES
+
+
+def _skipped(name: str) -> bool:
+    return name.startswith(".") or name.casefold() in JUNK_NAMES
+
+
+def _shown(name: str) -> str:
+    return name if len(name) <= SOURCE_MAX else "\u2026" + name[-(SOURCE_MAX - 1) :]
+
+
+def _refused(name: str, container: str | None, error: IngestError) -> Entry:
+    def load() -> tuple[str, bytes, bool]:
+        raise error
+
+    return Entry(name, container, load)
+
+
+def _folder(root: Path, max_bytes: int) -> Iterator[Entry]:
+    label = root.name or root.resolve().name or str(root)
+    found = False
+    for path, error in _walk(root):
+        found = True
+        rel = path.relative_to(root).as_posix()
+        shown = _shown(label if rel == "." else f"{label}/{rel}")
+        if error is not None:
+            yield _refused(shown, label, IngestError(shown, error))
+        elif _is_archive(path.name, _head(path)):
+            yield from _archive_file(path, shown, max_bytes)
+        else:
+            yield Entry(shown, label, partial(_load_as, path, shown, max_bytes))
+    if not found:
+        what = "the folder holds no files to add (hidden files and folders are skipped)"
+        yield _refused(str(root), None, IngestError(str(root), what))
+
+
+def _walk(folder: Path) -> Iterator[tuple[Path, str | None]]:
+    """Files under ``folder`` in natural order, hidden ones left out; links to folders are
+    not followed (no loops), and only regular files are read (never a FIFO)."""
+    try:
+        with os.scandir(folder) as it:
+            found = sorted(it, key=lambda e: natural_key(e.name))
+    except OSError as exc:
+        yield folder, f"cannot read the folder ({exc.strerror}); check its permissions"
+        return
+    for e in found:
+        if _skipped(e.name):
+            continue
+        try:
+            if e.is_dir(follow_symlinks=False):
+                yield from _walk(Path(e.path))
+            elif e.is_file():
+                yield Path(e.path), None
+        except OSError as exc:
+            yield Path(e.path), f"cannot read it ({exc.strerror}); check its permissions"
+
+
+def _load_as(path: Path, shown: str, max_bytes: int) -> tuple[str, bytes, bool]:
+    _, data, _ = load_item(path, max_bytes=max_bytes)
+    return shown, data, False
+
+
+def _archive_file(path: Path, shown: str, max_bytes: int) -> Iterator[Entry]:
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        what = f"cannot read the file ({exc.strerror}); check its permissions"
+        yield _refused(shown, None, IngestError(shown, what))
+        return
+    with fh:
+        yield from _archive(fh, shown, shown, max_bytes)
+
+
+def _archive(fh: IO[bytes], name: str, label: str | None, max_bytes: int) -> Iterator[Entry]:
+    """The files of the zip archive ``fh``; ``name`` is how the archive is shown."""
+    label = label or name
+    repair = "re-create the archive"
+    try:
+        files, size = _directory_size(fh)
+        if files > ARCHIVE_FILES_MAX or size > ARCHIVE_DIRECTORY_MAX:
+            listed = f"{files} files" if files > ARCHIVE_FILES_MAX else f"{_mib(size)} MiB of names"
+            raise FileTooLarge(
+                name,
+                f"the archive lists {listed}, over the limit of {ARCHIVE_FILES_MAX} files; "
+                "split it into smaller archives",
+            )
+        archive = zipfile.ZipFile(fh)
+    except IngestError as exc:
+        yield _refused(name, None, exc)
+        return
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        error = CorruptFile(name, f"the zip archive cannot be read ({exc}); {repair}")
+        yield _refused(name, None, error)
+        return
+    with archive:
+        members = []
+        for info in archive.infolist():
+            if info.is_dir():
+                continue
+            parts, problem = _member_parts(info.filename)
+            if parts is not None and any(_skipped(part) for part in parts):
+                continue
+            members.append((parts, problem, info))
+        if not members:
+            what = "the archive holds no files to add (hidden files and folders are skipped)"
+            yield _refused(name, None, IngestError(name, what))
+            return
+        members.sort(key=lambda m: [natural_key(p) for p in m[0] or [m[2].filename]])
+        budget = ARCHIVE_EXPANSION * max_bytes
+        for parts, problem, info in members:
+            if parts is None:
+                raw = info.filename
+                shown = _shown(f"{name}/{raw}" if _printable(raw) else f"{name}/{raw!r:.80}")
+                error: IngestError = BadFileName(
+                    shown, f"the file name {problem}; refused: {repair} with relative names"
+                )
+                yield _refused(shown, label, error)
+                continue
+            shown = _shown(f"{name}/{'/'.join(parts)}")
+            if info.file_size > max_bytes:
+                yield _refused(shown, label, _too_large(shown, info.file_size, max_bytes))
+            elif info.file_size > budget:
+                error = FileTooLarge(
+                    shown,
+                    f"the archive unpacks to over {_mib(ARCHIVE_EXPANSION * max_bytes)} MiB "
+                    f"in all ({ARCHIVE_EXPANSION} times PAGEKIT_MAX_UPLOAD_BYTES); split it "
+                    "into smaller archives",
+                    limit=ARCHIVE_EXPANSION * max_bytes,
+                )
+                yield _refused(shown, label, error)
+            elif info.flag_bits & 0x1:
+                what = f"the file is encrypted in the archive; {repair} without a password"
+                error = IngestError(shown, what)
+                yield _refused(shown, label, error)
+            else:
+                budget -= info.file_size
+                yield Entry(shown, label, partial(_read_member, archive, info, shown))
+
+
+def _printable(name: str) -> bool:
+    return not any(ord(ch) < 32 or ord(ch) == 127 for ch in name) and not bidi_controls(name)
+
+
+def _member_parts(raw: str) -> tuple[list[str] | None, str | None]:
+    """A member name's path parts, or None and why the name is refused."""
+    name = raw.replace("\\", "/")  # archives made on Windows
+    if name.startswith("/") or re.match(r"[A-Za-z]:", name):
+        return None, "is an absolute path"
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        return None, "points outside the archive ('..')"
+    if not _printable(name):
+        return None, "contains control or text-direction characters"
+    return parts, None
+
+
+def _directory_size(fh: IO[bytes]) -> tuple[int, int]:
+    """``(files, bytes)`` that a zip's directory declares, from its end record, before
+    :mod:`zipfile` reads the directory whole; (0, 0) if there is none (zipfile says so)."""
+    end = fh.seek(0, os.SEEK_END)
+    span = min(end, 22 + 0xFFFF + 20 + 56)  # end record, comment, zip64 locator and record
+    fh.seek(end - span)
+    tail = fh.read(span)
+    fh.seek(0)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < 22:
+        return 0, 0
+    files, size = struct.unpack("<HI", tail[at + 10 : at + 16])
+    record, locator = tail[at - 76 : at - 72], tail[at - 20 : at - 16]
+    if at >= 76 and record == b"PK\x06\x06" and locator == b"PK\x06\x07":  # zip64
+        files64, size64 = struct.unpack("<QQ", tail[at - 44 : at - 28])
+        files, size = max(files, files64), max(size, size64)
+    return files, size
+
+
+def _read_member(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str
+) -> tuple[str, bytes, bool]:
+    """A member's bytes: at most its declared size, which was checked against the limit
+    (zipfile stops there, and checks the CRC)."""
+    repair = "re-create the archive"
+    try:
+        with archive.open(info) as f:
+            data = f.read()
+    except NotImplementedError as exc:
+        raise UnsupportedType(
+            shown,
+            f"the archive compresses it in a way pagekit cannot read ({exc}); "
+            f"{repair} with ordinary (deflate) compression",
+        ) from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, RuntimeError) as exc:
+        raise CorruptFile(shown, f"cannot be read from the archive ({exc}); {repair}") from None
+    if data.startswith(ZIP_MAGIC):
+        raise UnsupportedType(
+            shown,
+            "is a zip archive inside the archive, and archives are not expanded twice; "
+            "unzip it and add its files",
+        )
+    # The name was checked above; it has a path, which an upload's name may not.
+    return shown, data, False
 
 
 def sniff(data: bytes) -> str | None:

@@ -24,12 +24,52 @@ from .config import Settings
 from .errors import ConfigError, RuntimeUnavailable
 
 CREDENTIALS_FILE = "flower.json"
+# Where a running `pagekit flower` says where it serves (pid, start time, URL), so the
+# dashboard links to the Flower that runs, on whatever port, and to none when none does.
+RUNNING_FILE = "flower-running.json"
 ADDRESS = "127.0.0.1"
 
 
 def flower_url(settings: Settings) -> str:
-    """Where ``pagekit flower`` serves (the Workers panel links here)."""
+    """Where ``pagekit flower`` serves with these settings."""
     return f"http://{ADDRESS}:{settings.flower_port}/"
+
+
+def record_running(settings: Settings) -> Path:
+    """Record this process (about to become Flower) as the running Flower of the home."""
+    import psutil
+
+    path = settings.runtime_dir / RUNNING_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pid = os.getpid()
+    record = {"pid": pid, "started": psutil.Process(pid).create_time(), "url": flower_url(settings)}
+    tmp = path.with_suffix(f".{pid}.tmp")
+    tmp.write_text(json.dumps(record))
+    tmp.replace(path)  # readers never see half a file
+    return path
+
+
+def running_url(settings: Settings) -> str | None:
+    """The URL of the Flower running for this home, or None (never started, or exited:
+    the recorded process is gone, or its pid now belongs to another program)."""
+    from .runtime import pid_alive
+
+    try:
+        record = json.loads((settings.runtime_dir / RUNNING_FILE).read_text())
+        alive = pid_alive(int(record["pid"]), record.get("started"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return str(record["url"]) if alive else None
+
+
+def forget_running(settings: Settings) -> None:
+    """Remove the record if it names this process (Flower exiting)."""
+    path = settings.runtime_dir / RUNNING_FILE
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def credentials(settings: Settings) -> tuple[str, str, Path | None]:
@@ -98,7 +138,10 @@ def main(argv: list[str] | None = None) -> None:
     from celery.bin.celery import main as celery_main
 
     sys.argv = ["celery", *(sys.argv[1:] if argv is None else argv)]
-    sys.exit(celery_main())
+    try:
+        sys.exit(celery_main())
+    finally:  # Ctrl-C or SIGTERM (Flower exits through sys.exit): no longer running
+        forget_running(Settings.from_env())
 
 
 def flower_env(settings: Settings, broker_url: str, user: str, password: str) -> dict[str, str]:

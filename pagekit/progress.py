@@ -1,8 +1,12 @@
-"""Job progress: a poller that owns the polling and the state, and drawings of it.
+"""Job progress: one poller, and drawings of it.
 
-Like dask's ``ProgressBar``: :class:`JobPoller` polls ``status`` and keeps the numbers;
-subclasses only implement :meth:`JobPoller._draw` and :meth:`JobPoller._draw_stop`.
-:class:`TextProgressBar` is the terminal drawing; ``pagekit.widgets`` has the notebook one.
+Like dask's ``ProgressBar``: :class:`JobPoller` polls ``status``, keeps the numbers and
+says what they mean (:attr:`~JobPoller.text`, :attr:`~JobPoller.clock`, :func:`bar_style`);
+a drawing only implements :meth:`JobPoller._draw` and :meth:`JobPoller._draw_stop`.
+:class:`TextProgressBar` draws on a terminal (stderr), :class:`WidgetProgressBar` in a
+notebook (ipywidgets, imported only when one is made), and ``pagekit.widgets.JobMonitor``
+in the dashboard. :func:`progress_bar` picks the drawing for where the code runs: that is
+what ``Client.wait`` shows.
 
 A new status and its drawing are one step (:meth:`JobPoller.poll`): whoever reads
 ``status`` sees it drawn, and a finished job's final drawing is done by then too.
@@ -10,13 +14,14 @@ A new status and its drawing are one step (:meth:`JobPoller.poll`): whoever read
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .contract import JobState
-from .errors import NoWorker, WaitTimeout
+from .errors import InvalidInput, NoWorker, PagekitError, WaitTimeout
 
 if TYPE_CHECKING:
     from .client import Client
@@ -48,6 +53,18 @@ def describe(status: dict[str, Any]) -> str:
     if r.get("cancelled"):
         parts.append(f"{r['cancelled']} cancelled")
     return f"{state.capitalize()}: {', '.join(parts)} of {r['total']} pages"
+
+
+def bar_style(status: dict[str, Any]) -> str:
+    """A bar's colour (ipywidgets ``bar_style``) for a job contract status: ``success``
+    when every page completed, ``danger`` when any failed, ``warning`` when the job was
+    cancelled, ``info`` while it runs."""
+    result = status.get("result")
+    if not result:
+        return "info"
+    if result["failed"]:
+        return "danger"
+    return "warning" if status["status"] == JobState.CANCELLED else "success"
 
 
 class JobPoller:
@@ -107,9 +124,17 @@ class JobPoller:
         return self.elapsed / self.current * (self.total - self.current)
 
     @property
+    def fraction(self) -> float:
+        return self.current / self.total if self.total else 0.0
+
+    @property
     def text(self) -> str:
         line = describe(self.status) if self.status else "Waiting for status..."
         return f"{line} ({self.warning})" if self.warning else line
+
+    @property
+    def clock(self) -> str:
+        return f"elapsed {format_seconds(self.elapsed)} eta {format_seconds(self.eta)}"
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -241,13 +266,9 @@ class TextProgressBar(JobPoller):
         self._last_line = ""
 
     def _line(self) -> str:
-        frac = self.current / self.total if self.total else 0.0
-        filled = int(round(frac * self.width))
+        filled = int(round(self.fraction * self.width))
         bar = "#" * filled + "-" * (self.width - filled)
-        return (
-            f"[{bar}] {frac:4.0%} {self.text} "
-            f"elapsed {format_seconds(self.elapsed)} eta {format_seconds(self.eta)}"
-        )
+        return f"[{bar}] {self.fraction:4.0%} {self.text} {self.clock}"
 
     def _draw(self) -> None:
         line = self._line()
@@ -265,3 +286,106 @@ class TextProgressBar(JobPoller):
 
     def _draw_error(self, exc: Exception) -> None:
         self.file.write(f"\nprogress stopped: {exc}\n")
+
+
+class WidgetProgressBar(JobPoller):
+    """The bar ``Client.wait`` shows in a notebook: an ``IntProgress`` and a line of text.
+
+    "Processing page 3/10...", elapsed and ETA; green (``success``) when every page
+    completed, red (``danger``) when pages failed, amber (``warning``) when cancelled.
+    ``.widget`` is the ipywidgets box. :meth:`show` displays it with its line as
+    ``text/plain`` too, for frontends without widgets (nbconvert, ``jupyter console``),
+    and that line is replaced by the final one when the job finishes.
+
+    ``Client.wait`` draws it from the loop of the cell that waits: a widget's new value
+    reaches the browser while the cell runs, so the bar moves though the kernel is busy.
+    """
+
+    def __init__(self, client: Client, task_id: str, interval: float | None = None):
+        import ipywidgets as W
+
+        super().__init__(client, task_id, interval)
+        self.bar = W.IntProgress(value=0, min=0, max=1, description="0%", bar_style="info")
+        self.label = W.Label(value="Waiting for status...")
+        self.widget = W.HBox([self.bar, self.label])
+        self._display: Any = None  # the display handle, once shown
+
+    @property
+    def line(self) -> str:
+        """What the widget shows, as one line of text."""
+        return f"{self.bar.description} {self.label.value}"
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle = dict(self.widget._repr_mimebundle_(**kwargs))
+        bundle["text/plain"] = self.line
+        return bundle
+
+    def show(self) -> WidgetProgressBar:
+        """Display the bar in the cell's output (once)."""
+        from IPython.display import display
+
+        if self._display is None:
+            self._display = display(self, display_id=True)
+        return self
+
+    def _draw(self) -> None:
+        self.bar.max = max(self.total, 1)
+        self.bar.value = self.current
+        self.bar.description = f"{self.fraction:.0%}"
+        self.bar.bar_style = bar_style(self.status)
+        self.label.value = f"{self.text} · {self.clock}"
+
+    def _draw_stop(self) -> None:
+        if self.done:
+            self.label.value = f"{self.text} · took {format_seconds(self.elapsed)}"
+        else:  # timed out or interrupted: the bar stays where the job was
+            self.label.value = f"{self.text} · stopped waiting (the job goes on)"
+        self._update_display()
+
+    def _draw_error(self, exc: Exception) -> None:
+        self.bar.bar_style = "danger"
+        self.label.value = f"progress stopped: {exc}"
+        self._update_display()
+
+    def _update_display(self) -> None:
+        """Replace the displayed ``text/plain`` line (the widget view itself is live)."""
+        if self._display is not None:
+            self._display.update(self)
+
+
+def in_jupyter_kernel() -> bool:
+    """True inside a Jupyter kernel that has ipywidgets: where a widget bar can be drawn.
+
+    Detected as tqdm.autonotebook does; IPython is only looked at if already imported,
+    so a terminal or a worker never imports it.
+    """
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None:
+        return False
+    kernel = type(shell).__name__ == "ZMQInteractiveShell" or "IPKernelApp" in shell.config
+    return kernel and importlib.util.find_spec("ipywidgets") is not None
+
+
+def progress_bar(
+    client: Client, task_id: str, interval: float | None = None, kind: bool | str = True
+) -> JobPoller:
+    """The drawing of a job's progress for where this code runs, shown and ready to run.
+
+    ``kind``: ``True`` or ``"auto"`` draws a :class:`WidgetProgressBar` inside a Jupyter
+    kernel with ipywidgets, else a :class:`TextProgressBar` on stderr; ``"text"`` or
+    ``"widget"`` chooses; ``False`` draws nothing (a bare :class:`JobPoller`).
+    """
+    if kind is False:
+        return JobPoller(client, task_id, interval)
+    if kind is True or kind == "auto":
+        kind = "widget" if in_jupyter_kernel() else "text"
+    if kind == "text":
+        return TextProgressBar(client, task_id, interval)
+    if kind == "widget":
+        if importlib.util.find_spec("ipywidgets") is None:
+            raise PagekitError(
+                "progress='widget' needs ipywidgets: pip install 'pagekit[notebook]'"
+            )
+        return WidgetProgressBar(client, task_id, interval).show()
+    raise InvalidInput(f"progress is True, False, 'auto', 'text' or 'widget', not {kind!r:.40}")

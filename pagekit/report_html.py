@@ -51,7 +51,7 @@ from .store import reporting, utcnow
 if TYPE_CHECKING:
     from .client import ProjectRef
 
-# Rows of the per-page table (with a thumbnail each, ~4 KB): about 4 MB of HTML.
+# Rows of the per-page table (with a thumbnail each, ~5 KB): about 5 MB of HTML.
 MAX_PAGES = REPORT_MAX_PAGES
 # Failed pages listed with their errors; a project where more fail has one bigger problem.
 MAX_FAILED = 500
@@ -65,8 +65,9 @@ STEP_VALUE_CHARS = 120
 REVIEW_COLOR = "#bf8700"
 # Page rows read from the store per round trip while the page table streams.
 PAGE_CHUNK = 200
-# Thumbnails are re-encoded this small for the report (the stored ones are 256 px).
-THUMB_PX = 128
+# Thumbnails are embedded as stored (processing.images.THUMBNAIL_SIZE, a JPEG of 3-4 KB),
+# so a heading stays readable at the 180 px the report shows them; a bigger one is shrunk.
+THUMB_PX = 256
 # Characters of a page's text shown before "more" (the rest folds into <details>).
 EXCERPT = 240
 STATUS_COLORS = {
@@ -252,22 +253,38 @@ def _template(name: str) -> Template:
 
 
 def _thumb(source: Any, key: str | None) -> str | None:
-    """A thumbnail as a ``data:`` URI (re-encoded small), or None."""
+    """A thumbnail as a ``data:`` URI: the stored JPEG, or re-encoded when it is another
+    format or larger than ``THUMB_PX``; None when it is missing or unreadable."""
     if not key:
         return None
     try:
         from PIL import Image
 
-        with Image.open(io.BytesIO(source.blobs.get(key))) as img:
-            img.thumbnail((THUMB_PX, THUMB_PX))
-            buf = io.BytesIO()
-            img.convert("RGB").save(buf, "JPEG", quality=70, optimize=True)
+        data = source.blobs.get(key)
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format != "JPEG" or max(img.size) > THUMB_PX:
+                img.thumbnail((THUMB_PX, THUMB_PX))
+                buf = io.BytesIO()
+                mode = img.mode if img.mode in ("L", "RGB") else "RGB"
+                img.convert(mode).save(buf, "JPEG", quality=80, optimize=True)
+                data = buf.getvalue()
     except Exception:  # a missing or unreadable thumbnail must not stop the report
         return None
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
 
 
 # -- charts: geometry here, drawing in templates/report/macros.html.j2 ------------------------
+
+# Chart labels are 11 px (report.css). The widest characters they hold (digits, "-", ":")
+# are about 0.6 em in the sans-serif fonts browsers pick; 0.7 em leaves a margin for wider
+# fonts, so a label laid out with it stays inside the chart.
+CHART_FONT_PX = 11
+CHART_CHAR_EM = 0.7
+
+
+def _text_width(text: str) -> float:
+    """A generous estimate of a chart label's width in SVG units."""
+    return len(text) * CHART_FONT_PX * CHART_CHAR_EM
 
 
 class Rect(NamedTuple):
@@ -334,17 +351,27 @@ def columns_chart(
     width: int = 860,
     height: int = 220,
 ) -> Columns:
-    """Lay out a stacked column chart: one column per entry of ``stacks`` (bottom to top)."""
-    left, right, top, bottom = 44, 10, 10, 34
-    plot_w, plot_h = width - left - right, height - top - bottom
+    """Lay out a stacked column chart: one column per entry of ``stacks`` (bottom to top).
+
+    The margins make room for the labels: the y axis's values end left of the plot, and an
+    x label centred under the first or last column may reach past the plot's edges.
+    """
     peak = max((sum(s) for s in stacks), default=0) or 1
+    ticks = []
+    for frac in (0, 0.5, 1):
+        value = peak * frac
+        ticks.append((frac, _n(value, 1) if value != int(value) else _n(value)))
+    first = _text_width(min(x_labels)[1]) / 2 if x_labels else 0
+    last = _text_width(max(x_labels)[1]) / 2 if x_labels else 0
+    left = round(max(44, 6 + max(_text_width(t) for _, t in ticks) + 2, first + 2))
+    right = round(max(10, last + 2))
+    top, bottom = 10, 34
+    plot_w, plot_h = width - left - right, height - top - bottom
     col_w = plot_w / max(1, len(stacks))
     gap = min(2.0, col_w * 0.15)
     grid = []
-    for frac in (0, 0.5, 1):
+    for frac, text in ticks:
         y = top + plot_h * (1 - frac)
-        value = peak * frac
-        text = _n(value, 1) if value != int(value) else _n(value)
         grid.append(GridLine(round(y, 1), round(y + 4, 1), text))
     columns = []
     for i, (stack, tip) in enumerate(zip(stacks, tips, strict=True)):

@@ -12,7 +12,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
-from .contract import OCR_MODES, PageState
+from .contract import OCR_MODES, PAGE_COLUMNS, PageState
 from .errors import (
     InvalidInput,
     InvalidLanguage,
@@ -142,6 +142,24 @@ def paging(limit: object, offset: object) -> tuple[int | None, int]:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= ID_MAX:
             raise InvalidInput(f"{name} is a whole number from 0 to {ID_MAX}, not {value!r}")
     return limit, offset  # type: ignore[return-value]
+
+
+def page_sort(sort: object) -> tuple[str, bool] | None:
+    """``"confidence"`` or ``"-confidence"`` (descending) as ``(column, descending)``; the
+    column is one of :data:`pagekit.contract.PAGE_COLUMNS`. None: page order."""
+    if sort is None or sort == "":
+        return None
+    if not isinstance(sort, str):
+        raise InvalidInput(f"sort is a column name like '-confidence', not {sort!r}")
+    column = sort.strip()
+    descending = column.startswith("-")
+    column = column.removeprefix("-")
+    if column not in PAGE_COLUMNS:
+        raise InvalidInput(
+            f"cannot sort pages by {column!r}; use one of: {', '.join(PAGE_COLUMNS)} "
+            "(a leading '-' sorts descending)"
+        )
+    return column, descending
 
 
 def languages(value: object) -> list[str] | None:

@@ -80,8 +80,10 @@ def test_api_survives_generated_requests(
 ) -> None:
     operation = api_schema[path][method]
     # A schema cannot say "these bytes must be a real image": generated uploads are
-    # mostly refused (415/422), which is right, so that check is off for uploads.
-    excluded = [positive_data_acceptance] if path.endswith("/pages") and method == "POST" else []
+    # mostly refused (415/422), which is right, so that check is off for uploads. Nor
+    # "this search query has a word to find" (q="😍" is refused with 422, and says why).
+    unsayable = (path.endswith("/pages") and method == "POST") or path.endswith("/search")
+    excluded = [positive_data_acceptance] if unsayable else []
     fixed = {k: v for k, v in real_ids.items() if real and f"{{{k}}}" in path}
 
     @given(case=operation.as_strategy(generation_mode=mode, path_parameters=fixed or None))

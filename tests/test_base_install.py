@@ -123,7 +123,9 @@ def test_the_core_commands_work_without_extras(pagekit_cmd, tmp_path: Path) -> N
     up = pagekit_cmd("up")
     assert up.returncode == 0 and "1 worker(s) answering" in up.stdout, up.stderr
     status = pagekit_cmd("status")
-    assert status.returncode == 0 and '"running": true' in status.stdout, status.stderr
+    assert status.returncode == 0 and "runtime:  up: Redis on" in status.stdout, status.stderr
+    raw = pagekit_cmd("status", "--json")
+    assert raw.returncode == 0 and '"running": true' in raw.stdout, raw.stderr
 
     assert pagekit_cmd("project", "create", "base").returncode == 0
     assert "base" in pagekit_cmd("project", "list").stdout

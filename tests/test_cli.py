@@ -6,7 +6,6 @@ import csv
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import textwrap
@@ -233,33 +232,6 @@ def test_every_optional_dependency_has_its_extra_named() -> None:
         for req in optional[extra]:
             module = re.match(r"[A-Za-z0-9_.-]+", req)[0].lower().replace("-", "_")  # type: ignore[index]
             assert EXTRAS.get(module) == extra, f"{req} (pagekit[{extra}])"
-
-
-def test_ctrl_c_stops_a_wait_quietly(client: Client, runtime_home: Path) -> None:
-    proj = client.create_project(f"cli-{uuid.uuid4().hex[:8]}", ["slow"])
-    texts = [f"Slow page {i}" for i in range(4)]
-    client.add_pages(proj, [(f"{i}.png", gen.image_bytes(gen.text_image(t), "PNG"))
-                            for i, t in enumerate(texts)])  # fmt: skip
-    job = client.process_pending(proj)
-    env = dict(os.environ, PAGEKIT_HOME=str(runtime_home))
-    waiting = subprocess.Popen(
-        [str(BIN / "pagekit"), "task", "wait", job["task_id"]],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert waiting.stderr is not None
-        first = waiting.stderr.readline()  # the progress bar's first line: it is waiting
-        assert "Processing page" in first or "queued" in first.lower(), first
-        waiting.send_signal(signal.SIGINT)
-        _, rest = waiting.communicate(timeout=30)
-    finally:
-        waiting.kill()
-        client.cancel(job["task_id"])
-    assert waiting.returncode == 130
-    assert "Traceback" not in rest and "Aborted" not in rest and "error" not in rest
 
 
 # -- no silent default broker -----------------------------------------------------------------

@@ -94,7 +94,7 @@ def test_a_notebook_in_another_folder_sees_the_project_made_in_a_terminal(
     assert not (terminal / "pagekit-data").exists() and not (notebooks / "pagekit-data").exists()
     assert runtime.running(Settings.from_env(home=seen)) is None  # looking started nothing
 
-    status = cli(user_env(**env), tmp_path, "status")
+    status = cli(user_env(**env), tmp_path, "status", "--json")
     assert json.loads(status.stdout)["home"] == str(seen)
 
 
@@ -158,7 +158,7 @@ def test_reading_a_home_with_the_runtime_down_starts_nothing(tmp_path: Path, hom
     assert name in report.read_text()
 
     # Commands about the runtime say it is down, with the fix, and leave it so.
-    status = cli(env, tmp_path, "status")
+    status = cli(env, tmp_path, "status", "--json")
     assert status.returncode == 1 and "pagekit up" in status.stderr
     assert json.loads(status.stdout)["runtime"]["running"] is False
     doctor = cli(env, tmp_path, "doctor")

@@ -105,6 +105,9 @@ def test_01_quickstart(home: Path, quickstart: tuple[str, str]) -> None:
     assert "added     letter-1.png" in first
     assert "rejected  broken.png" in first
     assert "completed {'total': 4, 'completed': 4, 'failed': 0}" in first
+    # client.wait's bar: a widget, with its final line as text for frontends without one
+    assert "application/vnd.jupyter.widget-view+json" in first
+    assert "text/plain: 100% Completed: 4 completed of 4 pages · took " in first
     assert "duplicate letter-1.png" in second  # nothing stored twice
     assert "nothing pending: every page was processed in an earlier run" in second
     for text in (first, second):

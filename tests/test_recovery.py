@@ -239,7 +239,7 @@ def test_worker_main_process_killed_doctor_sees_orphans_and_restart_recovers_the
 
     doctor = wait_until(doctor_reports, timeout=60, step=2, what="doctor to report orphans")
     assert doctor.returncode != 0
-    status = _cli(own, "status")
+    status = _cli(own, "status", "--json")
     assert "wait for redelivery" in status.stderr, status
     assert '"pages_waiting_for_redelivery": 0' not in status.stdout
 

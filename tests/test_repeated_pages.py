@@ -400,6 +400,7 @@ def test_a_nullable_column_missing_from_a_table_is_added(empty_db: str, tmp_path
     Store(empty_db)  # the current schema
     with engine_for(empty_db, write=True).begin() as conn:
         conn.exec_driver_sql("ALTER TABLE job_pages DROP COLUMN finished_at")
+        conn.exec_driver_sql("DROP INDEX ix_pages_thumbnail")  # newer than the column
         conn.exec_driver_sql("ALTER TABLE pages DROP COLUMN thumbnail")
     engine = engine_for(empty_db)
     assert "thumbnail" not in {c["name"] for c in inspect(engine).get_columns("pages")}

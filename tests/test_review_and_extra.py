@@ -284,13 +284,12 @@ def test_dashboard_page_list_shows_and_filters_the_flag(client: Client) -> None:
 
     p = marked_project(client)
     panel = PagesPanel(client, p)
-    assert "review" in panel.header.value
-    flagged = [value for label, value in panel.table.options if re.search(r"\byes\b", label)]
-    assert flagged == [p["ids"][2]]
+    flags = dict(zip(panel.page_ids, panel.shown["review"], strict=True))  # grid's column
+    assert [pid for pid, flag in flags.items() if flag == "yes"] == [p["ids"][2]]
     panel.review_filter.value = True
     assert panel.position.value == "1-1 of 1 pages"
-    assert [value for _, value in panel.table.options] == [p["ids"][2]]
-    panel.table.value = (p["ids"][2],)
+    assert panel.page_ids == [p["ids"][2]]
+    panel.select([p["ids"][2]])
     assert "Needs review" in panel.details.value
     assert "review threshold 60" in panel.details.value
     assert "extra.shout.first_word" in panel.details.value

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from .context import CliContext
-from .group import LazyGroup
+from .group import EXIT_CODES, LazyGroup
 
 # command -> "module:attribute"
 COMMANDS = {
@@ -22,14 +22,18 @@ COMMANDS = {
     "project": "pagekit.cli.projects:project",
     "add": "pagekit.cli.projects:add",
     "pages": "pagekit.cli.projects:pages",
+    "delete": "pagekit.cli.delete:delete",
+    "search": "pagekit.cli.search:search",
     "process": "pagekit.cli.jobs:process",
     "task": "pagekit.cli.jobs:task",
+    "jobs": "pagekit.cli.jobs:job_list",
     "export": "pagekit.cli.exports:export",
     "report": "pagekit.cli.exports:report",
     "doctor": "pagekit.cli.doctor:doctor",
     "token": "pagekit.cli.token:token",
     "serve": "pagekit.cli.serve:serve",
     "dashboard": "pagekit.cli.dashboard:dashboard",
+    "lab": "pagekit.cli.lab:lab",
     "flower": "pagekit.cli.flower:flower",
     "demo": "pagekit.cli.demo:demo",
 }
@@ -37,7 +41,7 @@ COMMANDS = {
 __all__ = ["COMMANDS", "main"]
 
 
-@click.group(cls=LazyGroup, lazy_commands=COMMANDS)
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS, epilog=EXIT_CODES)
 @click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),

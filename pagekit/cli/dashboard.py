@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from .. import dashboard as app
+from .. import voila_template
 from .context import CliContext, pass_cli
 
 _POLICY = app.KernelPolicy()
@@ -94,4 +95,6 @@ def dashboard(
     url = f"http://{host}:{port}/" + (f"?token={token}" if token else "")
     click.echo(f"pagekit dashboard: {url}  (data in {settings.home_abs}; Ctrl-C stops it)")
     argv = app.voila_argv(host=host, port=port, token=token, browser=browser)
-    sys.exit(voila.launch_instance(argv=argv, config=app.voila_config(settings, policy)))
+    config = app.voila_config(settings, policy)
+    voila_template.use(config)  # the page asks no CDN for anything
+    sys.exit(voila.launch_instance(argv=argv, config=config))

@@ -11,7 +11,10 @@ from .context import CliContext
 
 
 @click.command()
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("demo-results.csv"))
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), default=Path("demo-results.csv"),
+    show_default=True, help="Where to write the results as CSV.",
+)  # fmt: skip
 @click.pass_context
 def demo(ctx: click.Context, output: Path) -> None:
     """Process the shipped sample pages end to end (what `make demo` runs)."""

@@ -15,8 +15,14 @@ from .context import CliContext, pass_cli
 
 @click.command()
 @click.argument("project")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None)
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default=None,
+    help="File format (default: from the --output extension).",
+)  # fmt: skip
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), required=True,
+    help="The file to write, e.g. results.csv or letters.parquet.",
+)  # fmt: skip
 @pass_cli
 def export(cli: CliContext, project: str, fmt: str | None, output: Path) -> None:
     """Export PROJECT's results to a file (format from --format or the extension)."""

@@ -31,4 +31,6 @@ def flower(cli: CliContext, port: int | None) -> None:
     from ..runtime import UMASK
 
     os.umask(UMASK)  # this process becomes Flower: what it writes is private, like the home
+    # Same pid after exec: the dashboard's Workers panel finds this Flower by it.
+    monitor.record_running(settings)
     os.execvpe(cmd[0], cmd, monitor.flower_env(settings, broker, user, password))

@@ -5,11 +5,13 @@ A command's module is imported only when that command (or its help) is asked for
 extras runs every command that does not need them. Whatever goes wrong, the user reads
 one line on stderr, never a traceback:
 
+- nothing to do (:class:`~pagekit.errors.NothingToProcess`): ``nothing to process:
+  <why>``, exit code 0 (see ``EXIT_CODES``);
 - a :class:`~pagekit.errors.PagekitError`: ``error: <message>``, its ``exit_code``;
 - a missing optional dependency: which extra to install, exit code 1;
 - anything else: ``error: internal error: ...``, exit code 1 (``PAGEKIT_DEBUG=1``
   re-raises it, traceback and all);
-- Ctrl-C: nothing, exit code 130.
+- Ctrl-C: nothing (a command waiting for a job says how to reach it), exit code 130.
 """
 
 from __future__ import annotations
@@ -19,19 +21,21 @@ from typing import Any, NoReturn
 
 import click
 
-from ..errors import PagekitError
+from ..errors import NothingToProcess, PagekitError
 from .context import CliContext, debug_requested
 
 # The top-level module of each optional dependency -> the extra that installs it
 # (pyproject.toml's [project.optional-dependencies]).
 EXTRAS = {
     "fastapi": "api",
+    "fastapi_offline": "api",
     "uvicorn": "api",
     "multipart": "api",
     "python_multipart": "api",
     "starlette": "api",
     "pydantic": "api",
     "voila": "notebook",
+    "jupyterlab": "notebook",
     "ipywidgets": "notebook",
     "ipykernel": "notebook",
     "nbclient": "notebook",
@@ -45,6 +49,21 @@ EXTRAS = {
 }
 
 INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+# The exit-code rule, shown by `pagekit --help` (README's "A tour of the CLI" says the same).
+# "\b" keeps click from re-wrapping the list.
+EXIT_CODES = """\b
+Exit codes:
+  0    done, or nothing to do (one line says so: "nothing to process: ...")
+  1    any other error (the line says how to fix it); a failed check
+       (doctor; status while the runtime is down)
+  2    a bad argument or setting
+  3    a service is down (Redis, workers, the database)
+  4    not found (project, page, task)
+  5    a file was refused (the others were added)
+  6    --timeout passed before the job finished (the job goes on)
+  130  Ctrl-C (a job being waited for goes on)
+"""
 
 
 def missing_extra(exc: ImportError) -> str | None:
@@ -83,6 +102,9 @@ class LazyGroup(click.Group):
             raise  # click's own: usage errors, ctx.exit(), --help
         except KeyboardInterrupt:
             ctx.exit(INTERRUPTED)
+        except NothingToProcess as exc:  # nothing to do is not a failure
+            click.echo(f"nothing to process: {one_line(str(exc))}", err=True)
+            ctx.exit(exc.exit_code)
         except PagekitError as exc:
             fail(ctx, str(exc), exc.exit_code)
         except ImportError as exc:

@@ -1,4 +1,4 @@
-"""``pagekit project create | set | list``, ``pagekit add``, ``pagekit pages``."""
+"""``pagekit project create | set | list | delete``, ``pagekit add``, ``pagekit pages``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import click
 from ..contract import PAGE_SUMMARY_COLUMNS, REVIEW_SUMMARY_COLUMNS
 from ..errors import IngestError
 from .context import CliContext, pass_cli
+from .delete import project_delete
+from .table import format_table
 
 # What `project set` takes to put an option back to the installation's default.
 DEFAULT = "default"
@@ -46,7 +48,7 @@ def ocr_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.group()
 def project() -> None:
-    """Create, configure and list projects."""
+    """Create, configure, list and delete projects."""
 
 
 @project.command("create")
@@ -93,6 +95,9 @@ def project_set(
     cli.echo_json(cli.client(start=False).set_project_options(name, **changes))
 
 
+project.add_command(project_delete)
+
+
 @project.command("list")
 @pass_cli
 def project_list(cli: CliContext) -> None:
@@ -104,7 +109,7 @@ def project_list(cli: CliContext) -> None:
     df["languages"] = df["languages"].map(lambda codes: "+".join(codes) if codes else None)
     options = ["languages", "ocr_mode", "review_threshold"]
     df[options] = df[options].astype(object).where(df[options].notna(), DEFAULT)
-    click.echo(df.to_string(index=False))
+    click.echo(format_table(df))
 
 
 @click.command()
@@ -113,7 +118,12 @@ def project_list(cli: CliContext) -> None:
 @click.option("--page-number", type=int, help="Page number for a single file.")
 @click.pass_context
 def add(ctx: click.Context, project: str, files: tuple[Path, ...], page_number: int | None) -> None:
-    """Add image and PDF files to PROJECT (a PDF adds one page per PDF page)."""
+    """Add image and PDF files, folders and .zip archives of them to PROJECT (a PDF
+    adds one page per PDF page; a folder or archive, its files in natural order).
+
+    FILES are paths to images (PNG, JPEG, TIFF ...) and PDFs, folders of them (hidden
+    files skipped) and .zip archives; each page takes the next page number. A page
+    already in the project is not stored twice: the line says which page number it is."""
     client = ctx.ensure_object(CliContext).client(start=False)
     rejected = 0
     for o in client.add_pages(project, list(files), page_number=page_number):
@@ -138,7 +148,7 @@ def add(ctx: click.Context, project: str, files: tuple[Path, ...], page_number: 
 @click.option(
     "--needs-review", is_flag=True, help="Only pages flagged for review, and why they are."
 )
-@click.option("--limit", type=int, default=None)
+@click.option("--limit", type=int, default=None, help="Show at most this many pages.")
 @pass_cli
 def pages(
     cli: CliContext, project: str, status_: str | None, needs_review: bool, limit: int | None
@@ -149,7 +159,4 @@ def pages(
     if not len(df):
         click.echo("no pages flagged for review" if needs_review else "no pages")
         return
-    df = df[list(REVIEW_SUMMARY_COLUMNS if needs_review else PAGE_SUMMARY_COLUMNS)]
-    if "needs_review" in df:
-        df = df.assign(needs_review=df["needs_review"].map({True: "yes"}).fillna(""))
-    click.echo(df.to_string(index=False))
+    click.echo(format_table(df, REVIEW_SUMMARY_COLUMNS if needs_review else PAGE_SUMMARY_COLUMNS))

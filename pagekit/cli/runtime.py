@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .. import runtime
 from .context import CliContext, pass_cli
+
+if TYPE_CHECKING:
+    from ..client import Client
+    from ..config import Settings
 
 
 @click.command()
@@ -38,9 +42,21 @@ def down(cli: CliContext) -> None:
 
 
 @click.command()
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the raw JSON instead: home, runtime, broker, workers, queue_depth, "
+    "pages_waiting_for_redelivery.",
+)
 @click.pass_context
-def status(ctx: click.Context) -> None:
-    """Show the data directory, the runtime, workers and queue (starts nothing)."""
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show the runtime, workers, queue and jobs (starts nothing).
+
+    One line each for the data directory, the runtime (up or down, Redis's address),
+    the workers alive and their concurrency, the queue depth, the database and the jobs
+    running. Exit code 1 when the embedded runtime is not running.
+    """
     cli = ctx.ensure_object(CliContext)
     settings = cli.settings
     info: dict[str, Any] = {
@@ -50,8 +66,8 @@ def status(ctx: click.Context) -> None:
     }
     if not settings.broker_url:
         info["runtime"] = runtime.describe(settings)
-        if not info["runtime"]["running"]:
-            cli.echo_json(info)
+        if not info["runtime"]["running"]:  # the database is not even opened
+            _show(info, as_json, settings)
             click.echo("not running: start it with `pagekit up`", err=True)
             ctx.exit(1)
     client = cli.client(start=False)
@@ -59,7 +75,7 @@ def status(ctx: click.Context) -> None:
     info["queue_depth"] = client.queue_depth()
     orphans = client.orphans()
     info["pages_waiting_for_redelivery"] = len(orphans)
-    cli.echo_json(info)
+    _show(info, as_json, settings, client)
     if orphans:
         click.echo(
             f"{len(orphans)} page(s) wait for redelivery: their worker stopped sending "
@@ -67,6 +83,48 @@ def status(ctx: click.Context) -> None:
             f"{settings.heartbeat_timeout:.0f} s (`pagekit doctor --fix` does it now)",
             err=True,
         )
+
+
+def _show(
+    info: dict[str, Any], as_json: bool, settings: Settings, client: Client | None = None
+) -> None:
+    if as_json:
+        CliContext.echo_json(info)
+    else:
+        click.echo(_summary(info, settings, client))
+
+
+def _summary(info: dict[str, Any], settings: Settings, client: Client | None = None) -> str:
+    """``pagekit status`` for a person: one line per part, a label in front. Without a
+    ``client`` (the runtime is down), nothing is read from the database."""
+    from ..config import redact
+    from ..contract import RUNNING_JOB
+
+    lines = [("home", info["home"])]
+    described = info["runtime"]
+    if described is None:
+        lines.append(("broker", f"{redact(settings.broker_url or '')} (external)"))
+    elif described["running"]:
+        redis = described["redis"]
+        lines.append(("runtime", f"up: Redis on 127.0.0.1:{redis['port']} (pid {redis['pid']})"))
+    else:
+        lines.append(("runtime", "down"))
+    if "workers" in info:
+        workers = info["workers"]
+        named = ", ".join(
+            f"{w['name']} (concurrency {w['concurrency']}, {w['active']} busy)" for w in workers
+        )
+        named = named or "start one with `pagekit up` or `pagekit worker`"
+        lines.append(("workers", f"{len(workers)} alive: {named}"))
+        lines.append(("queue", f"{info['queue_depth']} page(s) waiting for a worker"))
+    lines.append(("database", redact(settings.db_url)))
+    if client is not None:
+        jobs = client.jobs()
+        running = int(jobs["status"].isin([str(s) for s in RUNNING_JOB]).sum())
+        hint = " (pagekit jobs --active)" if running else ""
+        lines.append(("jobs", f"{running} running, {len(jobs)} in all{hint}"))
+    width = max(len(label) for label, _ in lines) + 2
+    return "\n".join(f"{label + ':':<{width}}{value}" for label, value in lines)
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -79,6 +137,7 @@ def worker(
 ) -> None:
     """Run a worker in the foreground, e.g. on another host against a shared broker.
 
+    CELERY_ARGS are passed on to `celery worker` as they are (e.g. --loglevel debug).
     Needs PAGEKIT_BROKER_URL, PAGEKIT_DATABASE_URL and PAGEKIT_BLOB_DIR pointing at the
     shared broker, database and blob directory (or a local runtime from `pagekit up`).
     """

@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from .context import CliContext, pass_cli
+from .table import format_table
 
 
 @click.group()
@@ -41,8 +42,11 @@ def token_list(cli: CliContext) -> None:
         click.echo("no tokens yet: create one with `pagekit token create NAME`")
         return
     for t in rows:
-        state = f"revoked {t['revoked_at']:%Y-%m-%d %H:%M}" if t["revoked_at"] else "active"
-        click.echo(f"{t['name']:<30} created {t['created_at']:%Y-%m-%d %H:%M}  {state}")
+        t["state"] = "revoked" if t["revoked_at"] else "active"
+    columns = ["name", "state", "created_at", "revoked_at"]
+    click.echo(
+        format_table(rows, columns, headers={"created_at": "created", "revoked_at": "revoked"})
+    )
 
 
 @token.command("revoke")

@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +36,7 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy import text as sql_text  # `text` is also a column of pages
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -100,6 +101,9 @@ class Page(Base):
         # page of its own; the index serves the duplicate lookup when adding files.
         Index("ix_pages_project_blob", "project_id", "blob"),
         Index("ix_pages_project_status", "project_id", "status"),
+        # Whether any page, in any project, still names some bytes (deleting pages).
+        Index("ix_pages_blob", "blob"),
+        Index("ix_pages_thumbnail", "thumbnail"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
@@ -429,6 +433,24 @@ def _rebuild_sqlite(engine: Engine, table: Table) -> None:
             raw.execute("PRAGMA foreign_keys=ON")
 
 
+def lock_blob_keys(session: Session, keys: Iterable[str], *, shared: bool) -> None:
+    """Hold these page-bytes keys' locks until the transaction ends.
+
+    An add holds them shared while it writes the bytes and inserts the pages naming them;
+    removing bytes no page names holds them exclusively (:mod:`pagekit.store.deletion`),
+    so bytes are never removed between an add's write and its commit. PostgreSQL:
+    advisory locks, taken in sorted order (no deadlock). SQLite: nothing to do, its
+    write lock already serializes every writer.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    ids = [int(key[:16], 16) - (1 << 63) for key in sorted(set(keys))]  # signed bigint
+    lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    # One round trip; unnest keeps the array's (sorted) order.
+    query = sql_text(f"SELECT {lock}(k) FROM unnest(CAST(:ids AS bigint[])) AS k")
+    session.execute(query, {"ids": ids})
+
+
 def page_filter(
     project_id: int, states: list[PageState] | None = None, needs_review: bool | None = None
 ) -> list[Any]:
@@ -460,10 +482,13 @@ class Store:
             Settings.from_env().db_busy_timeout if busy_timeout is None else busy_timeout
         )
         if create:
+            from .search import ensure_index
+
             engine = self._engine(write=True)
             with self._translated():
                 Base.metadata.create_all(engine)
                 migrate(engine)
+                ensure_index(engine)  # full-text search (pagekit.store.search)
 
     def _engine(self, *, write: bool = False) -> Engine:
         return engine_for(self.url, write=write, busy_timeout=self.busy_timeout)
@@ -610,10 +635,15 @@ class Store:
         needs_review: bool | None = None,
         limit: int | None = None,
         offset: int = 0,
+        sort: tuple[str, bool] | None = None,
     ) -> list[tuple[Any, ...]]:
-        """Rows of :data:`pagekit.contract.PAGE_COLUMNS`, in page order."""
+        """Rows of :data:`pagekit.contract.PAGE_COLUMNS`, in page order, or by ``sort``
+        (``(column, descending)``: empty values last, ties in page order)."""
         columns = [getattr(Page, "id" if c == "page_id" else c) for c in PAGE_COLUMNS]
         q = select(*columns).where(*page_filter(project_id, states, needs_review))
+        if sort is not None:
+            key = getattr(Page, "id" if sort[0] == "page_id" else sort[0])
+            q = q.order_by((key.desc() if sort[1] else key.asc()).nulls_last())
         q = q.order_by(Page.page_number).offset(offset)
         if limit is not None:
             q = q.limit(limit)
@@ -702,6 +732,7 @@ class Store:
                 )
                 if locked is None:
                     raise NoSuchProject(project_id)
+                lock_blob_keys(s, keys, shared=True)  # no removal of these bytes meanwhile
                 existing: dict[str, list[tuple[int, int]]] = {}
                 for blob, pid, number in s.execute(
                     select(Page.blob, Page.id, Page.page_number)

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 
 from ..contract import ACTIVE, FINISHED, PageState
-from ..errors import NoSuchPage, NoSuchTask, NothingToProcess, PageBusy
-from . import Job, JobPage, Page, Store, utcnow
+from ..errors import NoSuchPage, NoSuchProject, NoSuchTask, NothingToProcess, PageBusy
+from . import Job, JobPage, Page, Project, Store, utcnow
 
 
 def claim(
@@ -36,6 +36,11 @@ def claim(
     """
     job_id = str(uuid.uuid4())
     with store.write() as s:
+        # A key-share lock: a project being deleted (which holds its row lock) is waited
+        # for, then found gone, rather than failing the job's foreign key.
+        project = select(Project.id).where(Project.id == project_id)
+        if s.scalar(project.with_for_update(key_share=True)) is None:
+            raise NoSuchProject(project_id)
         s.add(Job(id=job_id, project_id=project_id, kind=kind, total=0, ocr_mode=ocr_mode))
         s.flush()
         where = [Page.project_id == project_id]
@@ -85,19 +90,20 @@ def release(store: Store, job_id: str) -> None:
 
 def _refuse(s: Any, project_id: int, page_ids: list[int], claimed: set[int]) -> None:
     """Say why some of ``page_ids`` could not be claimed (the transaction rolls back)."""
-    rows = dict(
-        s.execute(
-            select(Page.id, Page.job_id).where(
+    rows = {
+        pid: (job_id, number)
+        for pid, job_id, number in s.execute(
+            select(Page.id, Page.job_id, Page.page_number).where(
                 Page.project_id == project_id,
                 Page.id.in_([p for p in page_ids if p not in claimed]),
             )
-        ).all()
-    )
+        )
+    }
     missing = [p for p in page_ids if p not in claimed and p not in rows]
     if missing:
         raise NoSuchPage(missing[0], project_id)
     busy = [p for p in page_ids if p not in claimed]
-    raise PageBusy(busy, rows[busy[0]])
+    raise PageBusy(busy, rows[busy[0]][0], [rows[p][1] for p in busy])
 
 
 def _nothing_left(s: Any, project_id: int, states: Sequence[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -39,11 +40,58 @@ def esc(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
+class Ticker:
+    """Calls ``tick()`` every ``interval`` seconds on a daemon thread until :meth:`stop`.
+
+    A tick that fails is logged and the next one runs: a panel that refreshes itself
+    must not die of one unreachable broker. ``stop_with(widget)`` stops it when the
+    widget is closed (a re-run cell, ``Dashboard.close()``).
+    """
+
+    def __init__(self, tick: Callable[[], Any], interval: float, name: str):
+        self.tick = tick
+        self.interval = interval
+        self.name = name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> Ticker:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def stop_with(self, widget: Any) -> Ticker:
+        widget.observe(lambda change: self.stop() if change["new"] is None else None, "comm")
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.tick()
+            except Exception:
+                log.exception("pagekit %s: refresh failed", self.name)
+
+
 # Notebook-wide CSS for the panels (an HTML widget with a <style> works in Lab and Voila).
+# A disabled button must look it: ipywidgets only dims it slightly, and a primary (blue)
+# one still reads as "click me".
 STYLE = """<style>
-.pk-table select { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 12px; }
-.pk-head { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 12px;
-           white-space: pre; font-weight: 600; padding-left: 4px; }
+.pk-dashboard .jupyter-button:disabled {
+  opacity: 0.4; cursor: not-allowed; filter: grayscale(1); box-shadow: none; }
+.pk-summary { margin: 2px 0; }
+.pk-detail img { border: 1px solid #bbb; margin-right: 8px; }
 .pk-warn { background: #fff3cd; border: 1px solid #e0c36a; padding: 6px 10px; border-radius: 4px; }
 .pk-ok { color: #1e7b34; } .pk-bad { color: #b02a37; }
 .pk-mono { font-family: ui-monospace, Menlo, Consolas, monospace; }

@@ -18,13 +18,26 @@ if TYPE_CHECKING:
 class Dashboard(Panel):
     """Upload, launch, watch and browse one project at a time.
 
-    On creation (and whenever the project changes) it re-attaches monitors to the
-    project's unfinished jobs, which come from the store: reopening a notebook or
-    reloading the Voila page finds jobs started earlier.
+    Everything on it is live, read from the database and the broker:
+
+    - the Jobs panel shows every unfinished job of the project, and any new one within a
+      poll, whichever entry point started it (this page, another notebook, the CLI, the
+      HTTP API); reloading the page finds them again;
+    - while a job runs, the page grid reloads its screen of rows as pages finish; pages
+      added or deleted elsewhere show within a poll too (one count query per poll);
+    - the Workers panel refreshes itself every ``workers_interval`` seconds.
+
+    :meth:`close` (or closing ``.widget``) stops every poller; the jobs go on.
     """
 
     def __init__(
-        self, client: Client | None = None, project: Any = None, *, interval: float | None = None
+        self,
+        client: Client | None = None,
+        project: Any = None,
+        *,
+        interval: float | None = None,
+        workers_interval: float | None = 5.0,
+        page_size: int = 50,
     ):
         import ipywidgets as W
 
@@ -34,15 +47,19 @@ class Dashboard(Panel):
             client = Client()
         self.client = client
         self.upload = UploadPanel(client, project)
-        self.pages = PagesPanel(client, self.upload.project)
+        self.pages = PagesPanel(client, self.upload.project, page_size=page_size)
         self.launcher = LauncherPanel(client, self.upload.project, pages=self.pages)
         self.monitor = MonitorPanel(client, interval=interval)
-        self.workers = WorkersPanel(client)
+        self.workers = WorkersPanel(client, interval=workers_interval)
 
         self.upload.on_project.append(self._project_changed)
         self.upload.on_added.append(lambda _o: self._refresh_tables())
         self.launcher.on_launch.append(lambda job: self.monitor.attach(job["task_id"]))
+        self.monitor.on_progress.append(self.pages.live_refresh)
+        self.monitor.on_tick.append(self.pages.check)  # pages added or deleted elsewhere
+        self.pages.on_refresh.append(self.launcher.refresh)
         self.monitor.on_done.append(lambda _s: self._refresh_tables())
+        self.pages.on_deleted.append(lambda _ids: self._pages_deleted())
 
         self.widget = W.VBox(
             [
@@ -55,6 +72,7 @@ class Dashboard(Panel):
             ]
         )
         self.widget.add_class("pk-dashboard")
+        self.widget.observe(lambda c: self.close() if c["new"] is None else None, "comm")
         self.reattach()
 
     @property
@@ -62,17 +80,14 @@ class Dashboard(Panel):
         return self.upload.project
 
     def reattach(self) -> list[str]:
-        """Show a monitor for each unfinished job of the current project."""
-        if self.project is None:
-            return []
-        ids = self.client.job_ids(self.project, active=True)
-        for task_id in reversed(ids):  # oldest first, so the newest ends on top
-            self.monitor.attach(task_id)
-        return ids
+        """Show a monitor for each unfinished job of the current project, and watch it
+        for new ones."""
+        return self.monitor.watch(self.project)
 
     def close(self) -> None:
         """Stop polling (jobs keep running on the workers)."""
         self.monitor.close()
+        self.workers.close()
 
     def _project_changed(self, project: int | None) -> None:
         self.pages.set_project(project)
@@ -80,5 +95,7 @@ class Dashboard(Panel):
         self.reattach()
 
     def _refresh_tables(self) -> None:
-        self.pages.refresh()
-        self.launcher.refresh()
+        self.pages.refresh()  # and the launcher, through pages.on_refresh
+
+    def _pages_deleted(self) -> None:
+        self.upload.refresh_projects()  # the page counts in the project list

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 class LauncherPanel(Panel):
     """Queue pages; each new job goes to the ``on_launch(job)`` callbacks (e.g. a monitor).
 
-    Buttons are disabled while there is nothing to queue.
+    Buttons are disabled (and look it) while there is nothing to queue.
     """
 
     def __init__(self, client: Client, project: Any = None, *, pages: PagesPanel | None = None):
@@ -69,6 +69,8 @@ class LauncherPanel(Panel):
             retry = self.client.count_pages(self.project, list(RETRYABLE))
         self.pending = pending
         self.process_all.disabled = pending == 0
+        # A blue button reads as "click me" even when disabled: grey it out.
+        self.process_all.button_style = "" if pending == 0 else "primary"
         self.retry.disabled = retry == 0
         self.process_selected.disabled = not (self.pages and self.pages.selected)
         self.summary.value = (

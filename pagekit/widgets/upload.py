@@ -1,4 +1,4 @@
-"""Upload images and PDFs into a chosen or new project, with a per-file outcome.
+"""Upload images, PDFs and zips of them into a chosen or new project, with a per-file outcome.
 
 A browser sends each upload to the kernel in one websocket message, so the server's
 message limit caps the file size: ``pagekit dashboard`` raises tornado's 10 MiB default
@@ -12,13 +12,15 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PagekitError
+from ..ingest import is_container
 from ..validate import OCR_MODES
 from ._base import Panel, emit, esc, project_id
 
 if TYPE_CHECKING:
     from ..client import Client
 
-ACCEPT = "image/*,.pdf,.tif,.tiff"
+# Images, PDFs, and .zip archives of them (each file in an archive is added on its own).
+ACCEPT = "image/*,.pdf,.tif,.tiff,.zip"
 
 
 def describe_outcome(o: dict[str, Any]) -> str:
@@ -37,6 +39,25 @@ def describe_outcome(o: dict[str, Any]) -> str:
     if o["status"] == "duplicate":
         return f"↺ duplicate: {esc(o['error'])}"
     return f"<span class='pk-bad'>✘ rejected: {esc(o['error'])}</span>"
+
+
+def summarize_outcomes(outcomes: list[dict[str, Any]]) -> str:
+    """One line for an upload: "3 added (5 pages), 1 duplicate, 1 rejected"."""
+    n = {status: 0 for status in ("added", "duplicate", "rejected")}
+    for o in outcomes:
+        n[o["status"] if o["status"] in n else "rejected"] += 1
+    pages = sum(len(o["page_numbers"]) for o in outcomes if o["status"] == "added")
+    parts = []
+    if n["added"]:
+        parts.append(
+            f"<span class='pk-ok'>{n['added']} added ({pages} page{'s' if pages != 1 else ''})"
+            "</span>"
+        )
+    if n["duplicate"]:
+        parts.append(f"{n['duplicate']} duplicate")
+    if n["rejected"]:
+        parts.append(f"<span class='pk-bad'>{n['rejected']} rejected</span>")
+    return ", ".join(parts) or "nothing added"
 
 
 class UploadPanel(Panel):
@@ -74,7 +95,8 @@ class UploadPanel(Panel):
             accept=ACCEPT,
             multiple=True,
             description="Upload pages",
-            tooltip="Images (JPEG, PNG, TIFF, WebP, BMP) and PDFs; a PDF adds one page per page",
+            tooltip="Images (JPEG, PNG, TIFF, WebP, BMP), PDFs and .zip archives of them; "
+            "pick several at once. A PDF adds one page per page, a .zip each file in it",
         )
         self.page_number = W.BoundedIntText(
             value=0,
@@ -84,7 +106,13 @@ class UploadPanel(Panel):
             tooltip="For a single file: its page number (0 = the next free number)",
             layout=W.Layout(width="170px"),
         )
-        self.result = W.HTML(value="")
+        self.result = W.HTML(value="")  # one line: what the last action did
+        self.result.add_class("pk-summary")
+        # Each file's outcome, folded away: a long upload does not push the page down.
+        self.details = W.HTML(value="", layout=W.Layout(max_height="240px", overflow="auto"))
+        self.details_box = W.Accordion(children=[self.details], selected_index=None)
+        self.details_box.set_title(0, "Details")
+        self.details_box.layout.display = "none"
         self.upload.observe(self._uploaded, "value")
         self._shown: int | None = None  # the project the others were last told about
         self._refreshing = False
@@ -111,6 +139,7 @@ class UploadPanel(Panel):
                     ]
                 ),
                 self.result,
+                self.details_box,
             ]
         )
         self.refresh_projects(select=project_id(project))
@@ -185,8 +214,8 @@ class UploadPanel(Panel):
             self.result.value = "<span class='pk-bad'>Choose or create a project first.</span>"
             return []
         number = self.page_number.value or None
-        if number is not None and len(files) != 1:
-            number = None  # a page number only makes sense for one file
+        if number is not None and (len(files) != 1 or is_container(files[0])):
+            number = None  # a page number only makes sense for one file, not an archive
         self.result.value = f"Adding {len(files)} file(s)..."
         try:
             outcomes = self.client.add_pages(self.project, files, page_number=number)
@@ -195,7 +224,14 @@ class UploadPanel(Panel):
             return []
         self.outcomes = outcomes
         self.page_number.value = 0
-        self.result.value = "<br>".join(describe_outcome(o) for o in outcomes)
+        self.show_outcomes(outcomes)
         self.refresh_projects()
         emit(self.on_added, outcomes)
         return outcomes
+
+    def show_outcomes(self, outcomes: list[dict[str, Any]]) -> None:
+        """A one-line summary, and one line per file under "Details" (closed)."""
+        self.result.value = summarize_outcomes(outcomes)
+        self.details.value = "<br>".join(describe_outcome(o) for o in outcomes)
+        self.details_box.selected_index = None
+        self.details_box.layout.display = "" if outcomes else "none"

@@ -1,10 +1,19 @@
-"""Workers online, their concurrency, queue depth; a warning with the fix when none answers."""
+"""Workers online, their concurrency, queue depth; a warning with the fix when none answers.
+
+The panel refreshes itself every ``interval`` seconds on a background thread (asking the
+workers takes up to ``timeout`` seconds, so never on the notebook's own thread), and
+stops when its widget is closed. The Flower link points at the Flower that runs for this
+home (``pagekit flower`` records where it serves) and is hidden while none runs.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
-from ._base import Panel, esc
+from ..monitor import running_url
+from ._base import Panel, Ticker, esc
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -16,40 +25,66 @@ NO_WORKER = (
     "whose <code>PAGEKIT_BROKER_URL</code> is this dashboard's broker; "
     "<code>pagekit doctor</code> checks Redis, workers and the broker URL.</div>"
 )
+NO_FLOWER = (
+    "<small>Flower (task-level monitoring) is not running; start it with "
+    "<code>pagekit flower</code>.</small>"
+)
 
 
 class WorkersPanel(Panel):
-    """Refresh on demand: asking workers takes up to ``timeout`` seconds."""
+    """Workers, queue depth and Flower, refreshed every ``interval`` seconds (None: only
+    on demand, with the Refresh button or :meth:`refresh`)."""
 
-    def __init__(self, client: Client, *, timeout: float = 1.0, refresh: bool = True):
+    def __init__(
+        self,
+        client: Client,
+        *,
+        timeout: float = 1.0,
+        refresh: bool = True,
+        interval: float | None = 5.0,
+    ):
         import ipywidgets as W
 
         self.client = client
         self.timeout = timeout
         self.workers: list[dict[str, Any]] = []
         self.queue_depth: int | None = None
-        port = client.settings.flower_port
-        self.flower_url = f"http://127.0.0.1:{port}/"
+        self.flower_url: str | None = None
+        self.refreshed_at: float | None = None  # time.time() of the last refresh
+        self._lock = threading.Lock()  # the button and the ticker may refresh at once
         self.table = W.HTML(value="")
         self.warning = W.HTML(value="")
+        self.updated = W.HTML(value="")
         self.refresh_button = W.Button(description="Refresh", icon="refresh")
         self.refresh_button.on_click(lambda _b: self.refresh())
-        self.flower = W.HTML(
-            f"<a href='{self.flower_url}' target='_blank'>Flower</a> "
-            f"<small>(task-level monitoring; start it with <code>pagekit flower</code>)</small>"
-        )
+        self.flower = W.HTML(NO_FLOWER)
         self.widget = W.VBox(
             [
                 W.HTML("<h4>Workers</h4>"),
                 self.warning,
                 self.table,
-                W.HBox([self.refresh_button, self.flower]),
+                W.HBox([self.refresh_button, self.flower, self.updated]),
             ]
         )
+        self.widget.add_class("pk-workers")
+        self.ticker = None
         if refresh:
             self.refresh()
+        if interval:
+            self.ticker = Ticker(self.refresh, interval, "workers panel").stop_with(self.widget)
+            self.ticker.start()
+
+    def close(self) -> None:
+        """Stop refreshing."""
+        if self.ticker is not None:
+            self.ticker.stop()
 
     def refresh(self) -> None:
+        with self._lock:
+            self._refresh()
+
+    def _refresh(self) -> None:
+        self._draw_flower(running_url(self.client.settings))
         try:
             self.workers = self.client.workers(timeout=self.timeout)
             self.queue_depth = self.client.queue_depth()
@@ -57,6 +92,7 @@ class WorkersPanel(Panel):
             self.workers, self.queue_depth = [], None
             self.warning.value = NO_WORKER.replace("</div>", f"<br>Broker error: {esc(exc)}</div>")
             self.table.value = ""
+            self._stamp()
             return
         self.warning.value = "" if self.workers else NO_WORKER
         rows = "".join(
@@ -65,9 +101,30 @@ class WorkersPanel(Panel):
             for w in self.workers
         )
         slots = sum(w["concurrency"] or 0 for w in self.workers)
+        active = sum(w["active"] for w in self.workers)
         self.table.value = (
             "<table><tr><th>worker</th><th>concurrency</th><th>active</th><th>processed</th>"
             f"</tr>{rows}</table>"
-            f"<p>{len(self.workers)} worker(s) online, {slots} process(es); "
-            f"queue depth: <b>{self.queue_depth}</b></p>"
+            f"<p>{len(self.workers)} worker(s) online, {slots} process(es), "
+            f"<span class='pk-active'>{active} active</span>; "
+            f"queue depth: <b class='pk-queue'>{self.queue_depth}</b></p>"
+        )
+        self._stamp()
+
+    def _stamp(self) -> None:
+        self.refreshed_at = time.time()
+        self.updated.value = (
+            f"<small class='pk-updated'>&nbsp;updated {time.strftime('%H:%M:%S')}</small>"
+        )
+
+    def _draw_flower(self, url: str | None) -> None:
+        if url == self.flower_url and self.flower.value:
+            return
+        self.flower_url = url
+        self.flower.value = (
+            NO_FLOWER
+            if url is None
+            else f"<a href='{esc(url)}' target='_blank' rel='noopener'>Flower</a> "
+            "<small>(task-level monitoring; it asks for the password "
+            "<code>pagekit flower</code> printed)</small>"
         )
