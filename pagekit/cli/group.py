@@ -36,6 +36,7 @@ EXTRAS = {
     "pydantic": "api",
     "voila": "notebook",
     "jupyterlab": "notebook",
+    "ipydatagrid": "notebook",
     "ipywidgets": "notebook",
     "ipykernel": "notebook",
     "nbclient": "notebook",
