@@ -89,7 +89,7 @@ def test_up_status_down_and_stale_pid_files(tmp_path: Path) -> None:
     assert runtime.process(settings, state, "redis") is not None
     assert runtime.process(settings, state, "worker") is not None
 
-    status = run_cli(home, "status")
+    status = run_cli(home, "status", "--json")
     assert status.returncode == 0, status.stderr
     info = json.loads(status.stdout)
     assert info["runtime"]["running"] is True and info["workers"][0]["concurrency"] == 1
