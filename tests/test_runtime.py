@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -63,43 +64,54 @@ def test_a_second_client_in_another_process_reuses_the_runtime(client: Client) -
     assert same_process.broker_url == client.broker_url
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def test_up_status_down_and_stale_pid_files(tmp_path: Path) -> None:
     home = tmp_path / "data"
     settings = Settings.from_env(home=home)
     settings.runtime_dir.mkdir(parents=True)
-    # What a crash leaves behind: a state file whose processes are long gone.
+    # What a crash leaves behind: a state file whose processes are long gone. Its port is
+    # reused by `up`, so it is a free one (not a fixed port other tests expect closed).
+    port = _free_port()
     (settings.runtime_dir / runtime.STATE_FILE).write_text(
         json.dumps(
             {
                 "redis_pid": 2**22 + 17,
                 "worker_pid": 2**22 + 18,
-                "redis_port": 1,
-                "broker_url": "redis://:stale@127.0.0.1:1/0",
+                "redis_port": port,
+                "broker_url": f"redis://:stale@127.0.0.1:{port}/0",
                 "password": "stale-password",
             }
         )
     )
     assert runtime.describe(settings)["stale"] is True
 
-    up = run_cli(home, "up", "--workers", "1")
-    assert up.returncode == 0, up.stderr
-    assert "worker(s) answering" in up.stdout
-    state = runtime.read_state(settings)
-    assert state["redis_pid"] != 2**22 + 17
-    assert runtime.process(settings, state, "redis") is not None
-    assert runtime.process(settings, state, "worker") is not None
+    try:
+        up = run_cli(home, "up", "--workers", "1")
+        assert up.returncode == 0, up.stderr
+        assert "worker(s) answering" in up.stdout
+        state = runtime.read_state(settings)
+        assert state["redis_pid"] != 2**22 + 17
+        assert runtime.process(settings, state, "redis") is not None
+        assert runtime.process(settings, state, "worker") is not None
 
-    status = run_cli(home, "status", "--json")
-    assert status.returncode == 0, status.stderr
-    info = json.loads(status.stdout)
-    assert info["runtime"]["running"] is True and info["workers"][0]["concurrency"] == 1
+        status = run_cli(home, "status", "--json")
+        assert status.returncode == 0, status.stderr
+        info = json.loads(status.stdout)
+        assert info["runtime"]["running"] is True and info["workers"][0]["concurrency"] == 1
 
-    down = run_cli(home, "down")
-    assert down.returncode == 0 and "stopped" in down.stdout
-    assert runtime.process(settings, state, "redis") is None
-    assert runtime.process(settings, state, "worker") is None
-    after = run_cli(home, "status")
-    assert after.returncode == 1 and "pagekit up" in after.stderr
+        down = run_cli(home, "down")
+        assert down.returncode == 0 and "stopped" in down.stdout
+        assert runtime.process(settings, state, "redis") is None
+        assert runtime.process(settings, state, "worker") is None
+        after = run_cli(home, "status")
+        assert after.returncode == 1 and "pagekit up" in after.stderr
+    finally:  # a failed assertion must not leave a Redis and a worker running
+        run_cli(home, "down")
 
 
 # -- process identity: a pid is not enough ----------------------------------------------------
