@@ -40,7 +40,7 @@ from PIL import Image
 from .layout_xml import bbox, lines, words
 from .processing import images, orient
 from .processing import pdf as pdfium_pages
-from .processing.ocr import _resolution
+from .processing.ocr import resolution
 from .store.layouts import LayoutPage, iter_layout_pages
 
 if TYPE_CHECKING:
@@ -287,7 +287,7 @@ def _stored_image(
     as_is = img.format == "JPEG" and img.mode in ("L", "RGB")
     as_is = as_is and img.getexif().get(0x0112, 1) == 1
     images.decode(img, page.name)
-    dpi = _resolution(img)
+    dpi = resolution(img)
     img = _flattened(images.upright(img))
     img.info["dpi"] = (dpi, dpi)
     return img, data if as_is else None

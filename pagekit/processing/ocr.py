@@ -86,7 +86,7 @@ def _engine(tessdata: str, lang: str) -> tuple[Any, threading.Lock]:
         return _engines[key]
 
 
-def _resolution(img: Image.Image) -> int:
+def resolution(img: Image.Image) -> int:
     dpi = img.info.get("dpi")
     if dpi:
         value = round(float(dpi[0]))
@@ -135,7 +135,7 @@ def recognize(img: Image.Image, *, tessdata: str, lang: str, dpi: int | None = N
     with lock:
         try:
             api.SetImageBytes(img.tobytes(), img.width, img.height, 1, img.width)
-            api.SetSourceResolution(dpi or _resolution(img))
+            api.SetSourceResolution(dpi or resolution(img))
             text = api.GetUTF8Text()
             words, confidences = _words(api)
         finally:
@@ -184,7 +184,7 @@ def orientation(
     with lock:
         try:
             api.SetImageBytes(img.tobytes(), img.width, img.height, 1, img.width)
-            api.SetSourceResolution(dpi or _resolution(img))
+            api.SetSourceResolution(dpi or resolution(img))
             found = api.DetectOrientationScript()
         except RuntimeError:
             found = None

@@ -86,7 +86,7 @@ class _Run:
         inp = self.inp
         with self.stage("ocr"):
             gray = images.for_ocr(img)
-        dpi = dpi or ocr._resolution(img)
+        dpi = dpi or ocr.resolution(img)
         reading = self.read(gray, round(dpi), 0)
         if inp.rotate and orient.doubtful(reading.found):
             with self.stage("orient"):
