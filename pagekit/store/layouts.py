@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from ..contract import TextSource
 from . import Page, PageLayout, Store
+from .reporting import page_chunk
 
 # Pages (each with its layout, tens of KB of words) fetched per round trip.
 CHUNK = 50
@@ -64,13 +65,9 @@ def layout_pages(
         )  # fmt: skip
         .outerjoin(PageLayout, PageLayout.page_id == Page.id)
         .where(Page.project_id == project_id)
-        .order_by(Page.page_number)
-        .limit(limit)
     )
-    if after is not None:
-        q = q.where(Page.page_number > after)
     with store.read() as s:
-        return [LayoutPage(*row) for row in s.execute(q)]
+        return [LayoutPage(*row) for row in s.execute(page_chunk(q, after=after, limit=limit))]
 
 
 def iter_layout_pages(store: Store, project_id: int, chunk: int = CHUNK) -> Iterator[LayoutPage]:

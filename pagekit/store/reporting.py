@@ -12,13 +12,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from ..contract import ACTIVE, FINISHED, PageState
 from . import Job, JobPage, Page, Store, page_filter
 
 # Rows fetched per round trip when a query is streamed.
 YIELD_PER = 5000
+
+
+def page_chunk(q: Select, *, after: int | None, limit: int) -> Select:
+    """``q`` (a query on ``Page``) as one chunk of keyset pagination: up to ``limit`` rows
+    in page order, with page numbers above ``after`` (None for the first chunk)."""
+    q = q.order_by(Page.page_number).limit(limit)
+    return q if after is None else q.where(Page.page_number > after)
 
 
 def result_row(p: Page) -> dict[str, Any]:
@@ -64,12 +71,9 @@ def result_rows(
 ) -> list[dict[str, Any]]:
     """Up to ``limit`` result rows with page numbers above ``after``, in page order;
     ``needs_review`` keeps only the pages flagged (True) or not flagged (False)."""
-    where = page_filter(project_id, needs_review=needs_review)
-    q = select(Page).where(*where).order_by(Page.page_number).limit(limit)
-    if after is not None:
-        q = q.where(Page.page_number > after)
+    q = select(Page).where(*page_filter(project_id, needs_review=needs_review))
     with store.read() as s:
-        return [result_row(p) for p in s.scalars(q)]
+        return [result_row(p) for p in s.scalars(page_chunk(q, after=after, limit=limit))]
 
 
 def iter_extras(
@@ -277,28 +281,21 @@ def report_rows(
     store: Store, project_id: int, *, after: int | None = None, limit: int = 200
 ) -> list[dict[str, Any]]:
     """Up to ``limit`` rows of the report's page table, page numbers above ``after``."""
-    q = (
-        select(
-            Page.page_number,
-            Page.source,
-            Page.source_index,
-            Page.status,
-            Page.words,
-            Page.confidence,
-            Page.engine,
-            Page.timings,
-            Page.text,
-            Page.error,
-            Page.thumbnail,
-            Page.needs_review,
-            Page.review_reason,
-            Page.extra,
-        )  # fmt: skip
-        .where(Page.project_id == project_id)
-        .order_by(Page.page_number)
-        .limit(limit)
-    )
-    if after is not None:
-        q = q.where(Page.page_number > after)
+    q = select(
+        Page.page_number,
+        Page.source,
+        Page.source_index,
+        Page.status,
+        Page.words,
+        Page.confidence,
+        Page.engine,
+        Page.timings,
+        Page.text,
+        Page.error,
+        Page.thumbnail,
+        Page.needs_review,
+        Page.review_reason,
+        Page.extra,
+    ).where(Page.project_id == project_id)
     with store.read() as s:
-        return [dict(r._mapping) for r in s.execute(q)]
+        return [dict(r._mapping) for r in s.execute(page_chunk(q, after=after, limit=limit))]
