@@ -372,49 +372,40 @@ class _Writer:
     def _page(self, page: LayoutPage) -> int:
         data = self.client.blobs.get(page.blob)
         layout = page.ocr_layout
-        if layout is not None:
-            if page.kind == "pdf":
-                img = pdfium_pages.capped(
-                    pdfium_pages.render_page, data, page.name, layout["dpi"],
-                    self.settings.max_image_pixels, source=page.name,
-                    memory_mb=self.settings.page_memory_mb, time_limit=0,
-                )  # fmt: skip
-                jpeg = None
-            else:
-                img, jpeg = _stored_image(data, page, self.settings)
-            turned = upright_image(img, layout)
-            if turned.size != (int(layout["width"]), int(layout["height"])):
-                log.warning("%s: the image is %dx%d, its layout %sx%s; stretched to fit",
-                            page.name, *turned.size, layout["width"], layout["height"])  # fmt: skip
-            if turned is not img:
-                jpeg = None
-            return self._image_page(turned, jpeg, _page_size(layout), layout)
         if page.kind == "pdf":
-            return copy_pdf_page(self.pdf, data, self.pages_root)
-        img, jpeg = _stored_image(data, page, self.settings)
-        dpi = img.info["dpi"][0]
-        size = (img.width * POINTS_PER_INCH / dpi, img.height * POINTS_PER_INCH / dpi)
-        return self._image_page(img, jpeg, size, None)
+            if layout is None:
+                return copy_pdf_page(self.pdf, data, self.pages_root)
+            img = pdfium_pages.capped(
+                pdfium_pages.render_page, data, page.name, layout["dpi"],
+                self.settings.max_image_pixels, source=page.name,
+                memory_mb=self.settings.page_memory_mb, time_limit=0,
+            )  # fmt: skip
+            jpeg = None
+        else:
+            img, jpeg = _stored_image(data, page, self.settings)
+        if layout is None:
+            dpi = img.info["dpi"][0]
+            size = (img.width * POINTS_PER_INCH / dpi, img.height * POINTS_PER_INCH / dpi)
+            return self._image_page(img, jpeg, size, b"")
+        turned = upright_image(img, layout)
+        if turned.size != (int(layout["width"]), int(layout["height"])):
+            log.warning("%s: the image is %dx%d, its layout %sx%s; stretched to fit",
+                        page.name, *turned.size, layout["width"], layout["height"])  # fmt: skip
+        size = _page_size(layout)
+        return self._image_page(
+            turned, jpeg if turned is img else None, size, text_layer(layout, size[1])
+        )
 
     def _image_page(
-        self,
-        img: Image.Image,
-        jpeg: bytes | None,
-        size: tuple[float, float],
-        layout: dict[str, Any] | None,
+        self, img: Image.Image, jpeg: bytes | None, size: tuple[float, float], hidden: bytes
     ) -> int:
-        head, data = _image_xobject(_flattened(img), jpeg)
-        w, h = size
-        content = b"q %s 0 0 %s 0 0 cm /Im0 Do Q\n" % (_num(w), _num(h))
-        if layout is not None:
-            content += text_layer(layout, h)
-        image = self.pdf.add(head, data)
-        contents = self.pdf.add(b"<< /Filter /FlateDecode >>", zlib.compress(content))
-        return self.pdf.add(
-            b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 %s %s] /Contents %d 0 R "
-            b"/Resources << /XObject << /Im0 %d 0 R >> /Font << %s %d 0 R >> >> >>"
-            % (self.pages_root, _num(w), _num(h), contents, image, FONT, self.glyphless)
-        )
+        """A page showing ``img`` (mode 1, L or RGB) at ``size``, ``hidden`` text over it."""
+        image = self.pdf.add(*_image_xobject(img, jpeg))
+        content = b"q %s 0 0 %s 0 0 cm /Im0 Do Q\n" % (_num(size[0]), _num(size[1]))
+        resources = b"/XObject << /Im0 %d 0 R >> /Font << %s %d 0 R >>" % (
+            image, FONT, self.glyphless
+        )  # fmt: skip
+        return self._add_page(size, content + hidden, resources)
 
     def _placeholder(self, page: LayoutPage, why: str) -> int:
         (w, h), hidden = LETTER, b""
@@ -426,13 +417,16 @@ class _Writer:
         safe = note[:300].encode("cp1252", "replace")
         safe = safe.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
         content = b"BT %s 9 Tf 36 %s Td (%s) Tj ET\n" % (NOTE_FONT, _num(h - 48), safe)
-        content += hidden
-        contents = self.pdf.add(b"<< /Filter /FlateDecode >>", zlib.compress(content))
         fonts = b"%s %d 0 R %s %d 0 R" % (FONT, self.glyphless, NOTE_FONT, self.helvetica)
+        return self._add_page((w, h), content + hidden, b"/Font << %s >>" % fonts)
+
+    def _add_page(self, size: tuple[float, float], content: bytes, resources: bytes) -> int:
+        """The page object and its content stream, under the page tree."""
+        contents = self.pdf.add(b"<< /Filter /FlateDecode >>", zlib.compress(content))
         return self.pdf.add(
             b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 %s %s] /Contents %d 0 R "
-            b"/Resources << /Font << %s >> >> >>"
-            % (self.pages_root, _num(w), _num(h), contents, fonts)
+            b"/Resources << %s >> >>"
+            % (self.pages_root, _num(size[0]), _num(size[1]), contents, resources)
         )
 
     def close(self, title: str) -> None:
