@@ -61,8 +61,6 @@ MAX_REVIEW = 500
 MAX_STEP_COLUMNS = 12
 # Characters of a step's value shown in a cell.
 STEP_VALUE_CHARS = 120
-# The colour of the "needs review" flag.
-REVIEW_COLOR = "#bf8700"
 # Page rows read from the store per round trip while the page table streams.
 PAGE_CHUNK = 200
 # Thumbnails are embedded as stored (processing.images.THUMBNAIL_SIZE, a JPEG of 3-4 KB),
@@ -483,8 +481,7 @@ def _review(source: Any, data: ReportData, limit: int) -> dict[str, Any]:
     count = data.needs_review
     rows = reporting.review_pages(source.store, data.project_id, limit) if count else []
     review = ({**r, "where": _where(r), "thumb": _thumb(source, r["thumbnail"])} for r in rows)
-    return {"review_rows": review, "review_count": count, "review_limit": limit,
-            "review_color": REVIEW_COLOR}  # fmt: skip
+    return {"review_rows": review, "review_count": count, "review_limit": limit}
 
 
 def _where(r: dict[str, Any]) -> str:
@@ -547,7 +544,6 @@ def _pages(source: Any, data: ReportData, max_pages: int) -> dict[str, Any]:
         # Headers without the "extra." every one of them starts with.
         "step_names": [c.removeprefix(EXTRA_PREFIX) for c in steps[:MAX_STEP_COLUMNS]],
         "steps_left_out": max(0, len(steps) - MAX_STEP_COLUMNS),
-        "review_color": REVIEW_COLOR,
     }
 
 
