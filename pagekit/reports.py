@@ -53,7 +53,6 @@ __all__ = ["RESULT_COLUMNS", "JOB_COLUMNS", "FORMATS", "export", "extra_columns"
            "flatten_extra", "iter_results", "jobs_frame", "page_row",
            "results_frame"]  # fmt: skip
 
-# One row of ``Client.jobs()`` and of the ``jobs`` sheet of the Excel export.
 # Pages read from the store per round trip by every export.
 CHUNK = 500
 
