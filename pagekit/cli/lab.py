@@ -11,9 +11,8 @@ from pathlib import Path
 
 import click
 
+from ..config import MiB
 from .context import CliContext, pass_cli
-
-MiB = 1024 * 1024
 
 # What JupyterLab would fetch from the internet, turned off: the news feed and the "a newer
 # version is available" check (both read by the server), and the extension manager's PyPI
