@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -64,19 +63,13 @@ def test_a_second_client_in_another_process_reuses_the_runtime(client: Client) -
     assert same_process.broker_url == client.broker_url
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_up_status_down_and_stale_pid_files(tmp_path: Path) -> None:
     home = tmp_path / "data"
     settings = Settings.from_env(home=home)
     settings.runtime_dir.mkdir(parents=True)
     # What a crash leaves behind: a state file whose processes are long gone. Its port is
     # reused by `up`, so it is a free one (not a fixed port other tests expect closed).
-    port = _free_port()
+    port = runtime._free_port()
     (settings.runtime_dir / runtime.STATE_FILE).write_text(
         json.dumps(
             {
