@@ -14,16 +14,11 @@ panel's), and what a click selected is read from the detail view beside it. With
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
-import re
 import shutil
-import socket
 import struct
-import subprocess
-import sys
 import time
 import uuid
 import zlib
@@ -32,21 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import need
+from browser import launch, playwright_api, serve_dashboard
 
 from pagekit import _pagegen
 from pagekit.client import Client
 from pagekit.widgets.pages import HEADER_HEIGHT, ROW_HEIGHT, THUMB_SIZE
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 REPO = Path(__file__).resolve().parent.parent
 SCREENSHOTS = REPO / "docs" / "screenshots"
 
@@ -63,12 +49,6 @@ def test_the_repo_dashboard_is_the_packaged_one() -> None:
     assert "Dashboard(Client())" in "".join(cell["source"])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _big_png(text: str, pad_mb: int = 11) -> bytes:
     """A valid PNG page padded with a private ancillary chunk to ``pad_mb`` MiB."""
     png = _pagegen.image_bytes(_pagegen.text_image(text, width=700, height=300, font_size=34))
@@ -76,65 +56,6 @@ def _big_png(text: str, pad_mb: int = 11) -> bytes:
     chunk = struct.pack(">I", len(data)) + b"pkPd" + data
     chunk += struct.pack(">I", zlib.crc32(b"pkPd" + data) & 0xFFFFFFFF)
     return png[:33] + chunk + png[33:]  # after the signature and IHDR
-
-
-def _printed_url(log: str) -> str | None:
-    match = re.search(r"^pagekit dashboard: (\S+)", log, re.MULTILINE)
-    return match.group(1) if match else None
-
-
-def playwright_api() -> Any:
-    """Playwright's sync API, with headless Chromium there (else skip; fail on CI)."""
-    need(Path(CHROMIUM).exists(), f"headless Chromium at {CHROMIUM} (apt install chromium)")
-    try:
-        from playwright import sync_api
-    except ImportError:
-        sync_api = None
-    need(sync_api is not None, "Playwright for Python (pip install playwright)")
-    return sync_api
-
-
-@contextlib.contextmanager
-def serve_dashboard(
-    runtime_home: Path, log_path: Path, *args: str, **env: str
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`pagekit dashboard` on a free port against ``runtime_home``: (url, process)."""
-    port = _free_port()
-    env = dict(os.environ, PAGEKIT_HOME=str(runtime_home), PAGEKIT_POLL_INTERVAL="0.5", **env)
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pagekit.cli", "dashboard", "--port", str(port), *args],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # Voila and its kernels go down together
-    )
-    url = None
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, log_path.read_text()
-            # The URL it prints (with the token when there is one).
-            url = url or _printed_url(log_path.read_text())
-            try:
-                if url is None:
-                    raise OSError("no URL printed yet")
-                # Listening is enough: a GET of the page would start a kernel.
-                socket.create_connection(("127.0.0.1", port), timeout=5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
-        assert url is not None
-        yield url, proc
-    finally:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-        log.close()
 
 
 @pytest.fixture
@@ -196,7 +117,7 @@ def test_dashboard_end_to_end(dashboard_url: str, client: Client, tmp_path: Path
     outside: list[str] = []
 
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch(pw)
         page = browser.new_page(viewport={"width": 1280, "height": 2000})
         origin = dashboard_url.split("/?")[0].rstrip("/")
         local = (origin, "data:", "blob:")

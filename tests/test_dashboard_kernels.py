@@ -17,8 +17,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+from browser import launch, playwright_api, serve_dashboard
 from conftest import new_project
-from test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, playwright_api, serve_dashboard
 from test_widgets import add, until
 
 from pagekit.client import Client
@@ -107,7 +107,7 @@ def test_closed_pages_leave_no_kernels_behind(
             assert refused.value.headers["Location"].startswith("/login")
             assert kernels(server.pid) == 0
 
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = launch(pw)
             try:
                 for visit in range(VISITS):
                     page = browser.new_page()

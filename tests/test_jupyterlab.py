@@ -20,14 +20,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, playwright_api
+from browser import free_port, launch, playwright_api, wait_until_up
 
 from pagekit import runtime
 from pagekit.config import Settings
@@ -85,7 +84,7 @@ def serve_lab(root: Path, home: Path, state: Path) -> Iterator[str]:
     Jupyter's own configuration, data and JupyterLab settings live in ``state``, so
     nothing from the user's ~/.jupyter changes what is tested.
     """
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     audit = state / "audit"
     audit.mkdir()
     (audit / "sitecustomize.py").write_text(AUDIT)
@@ -119,15 +118,10 @@ def serve_lab(root: Path, home: Path, state: Path) -> Iterator[str]:
         )
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, log_path.read_text()
-                try:
-                    with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=5):
-                        break
-                except OSError:
-                    assert time.monotonic() < deadline, log_path.read_text()
-                    time.sleep(0.3)
+            status = f"{url}/api/status?token={token}"
+            wait_until_up(
+                proc, log_path, lambda: urllib.request.urlopen(status, timeout=5).close(), 60
+            )
             yield f"{url}/lab/tree/{NOTEBOOK}?token={token}"
         finally:
             with contextlib.suppress(ProcessLookupError):
@@ -175,7 +169,7 @@ def test_tutorial_runs_in_jupyterlab_with_a_live_widget_bar_and_no_console_error
             errors.append(f"console: {msg.text} ({msg.location.get('url')})")
 
     with serve_lab(root, home, state) as url, sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch(pw)
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
         page.route("**/*", only_loopback)
         page.on("console", console)

@@ -10,10 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +20,8 @@ from urllib.parse import urlsplit
 
 import jinja2
 import pytest
+from browser import chromium, free_port, listening, playwright_api, serve_dashboard, wait_until_up
 from conftest import new_project
-from test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, playwright_api, serve_dashboard
 
 from pagekit import _pagegen as g
 from pagekit import voila_template
@@ -36,11 +34,8 @@ LOCAL_SCHEMES = {"data", "blob", "file", "about"}
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    sync_api = playwright_api()
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def offline_page(browser: Any) -> tuple[Any, list[str]]:
@@ -63,9 +58,7 @@ def offline_page(browser: Any) -> tuple[Any, list[str]]:
 @contextlib.contextmanager
 def serve_api(runtime_home: Path, log_path: Path) -> Iterator[str]:
     """`pagekit serve` on a free port against ``runtime_home``: its base URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pagekit.cli", "serve", "--port", str(port)],
@@ -74,15 +67,7 @@ def serve_api(runtime_home: Path, log_path: Path) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, log_path.read_text()
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=5).close()
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, log_path.read_text()
-                    time.sleep(0.2)
+            wait_until_up(proc, log_path, lambda: listening(port), 60)
             yield f"http://127.0.0.1:{port}"
         finally:
             proc.terminate()

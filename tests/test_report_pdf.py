@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import chromium
 from conftest import need, new_project
-from test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, playwright_api
 
 from pagekit import _pagegen as g
 from pagekit.client import Client
@@ -78,11 +78,8 @@ def report(client: Client, project: dict, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    sync_api = playwright_api()
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.mark.browser
