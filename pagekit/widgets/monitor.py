@@ -11,34 +11,24 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..contract import JobState
 from ..errors import PagekitError
-from ..progress import JobPoller, format_seconds
+from ..progress import JobPoller, bar_style, format_seconds
+from ..store import utcnow
 from ._base import Panel, Ticker, emit, esc, project_id
 
 if TYPE_CHECKING:
     from ..client import Client
 
-# bar_style per final job state ("danger" also when only some pages failed).
-_FINAL_STYLE = {
-    JobState.COMPLETED: "success",
-    JobState.FAILED: "danger",
-    JobState.CANCELLED: "warning",
-}
 # The Cancel button once the job is over: what happened, not what could be done.
 _FINAL_BUTTON = {
     JobState.COMPLETED: ("Done", "check"),
     JobState.FAILED: ("Done", "check"),
     JobState.CANCELLED: ("Cancelled", "ban"),
 }
-
-
-def _utcnow() -> datetime:
-    """Naive UTC, as the database stores times."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def _when(value: Any) -> datetime | None:
@@ -119,7 +109,7 @@ class JobMonitor(JobPoller, Panel):
         from the database: the same in every monitor of the job."""
         if self.started_at is None:
             return 0.0
-        end = self.finished_at if self.done and self.finished_at else _utcnow()
+        end = self.finished_at if self.done and self.finished_at else utcnow()
         return max(0.0, (end - self.started_at).total_seconds())
 
     @property
@@ -176,7 +166,7 @@ class JobMonitor(JobPoller, Panel):
         else:
             self.bar_text.value = esc(self.text)
         if state == JobState.QUEUED and self.created_at is not None:
-            waited = (_utcnow() - self.created_at).total_seconds()
+            waited = (utcnow() - self.created_at).total_seconds()
             self.timing.value = f"waiting {format_seconds(max(0.0, waited))}"
         elif not self.done:
             self.timing.value = (
@@ -187,8 +177,7 @@ class JobMonitor(JobPoller, Panel):
             if result.get("cancelled"):
                 parts.append(f"{result['cancelled']} cancelled")
             self.counts.value = " · ".join(parts)
-            failed = result["failed"] > 0
-            self.bar_style = "danger" if failed else _FINAL_STYLE[state]
+            self.bar_style = bar_style(status)
         else:
             self.counts.value = f"{value} of {total} pages done"
         seen = (state, current)
