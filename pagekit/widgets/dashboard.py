@@ -57,7 +57,6 @@ class Dashboard(Panel):
         self.launcher.on_launch.append(lambda job: self.monitor.attach(job["task_id"]))
         self.monitor.on_progress.append(self.pages.live_refresh)
         self.monitor.on_tick.append(self.pages.check)  # pages added or deleted elsewhere
-        self.pages.on_refresh.append(self.launcher.refresh)
         self.monitor.on_done.append(lambda _s: self._refresh_tables())
         self.pages.on_deleted.append(lambda _ids: self._pages_deleted())
 

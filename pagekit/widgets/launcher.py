@@ -52,7 +52,9 @@ class LauncherPanel(Panel):
             ]
         )
         if pages is not None:
-            pages.on_select.append(lambda _ids: self.refresh())
+            # The grid says what is selected, and its refresh reads the page counts.
+            pages.on_select.append(lambda _ids: self._draw_selected())
+            pages.on_refresh.append(self._pages_refreshed)
         self.refresh()
 
     def set_project(self, project: Any) -> None:
@@ -60,24 +62,39 @@ class LauncherPanel(Panel):
         self.message.value = ""
         self.refresh()
 
-    def refresh(self) -> None:
-        """Enable the buttons that have something to do; show how many pages wait."""
+    def refresh(self, counts: dict[str, int] | None = None) -> None:
+        """Enable the buttons that have something to do; show how many pages wait.
+
+        ``counts``: the project's pages by status, when the caller has just read them.
+        """
         if self.project is None:
             pending = retry = 0
         else:
-            pending = self.client.count_pages(self.project, PageState.PENDING)
-            retry = self.client.count_pages(self.project, list(RETRYABLE))
+            if counts is None:
+                counts = self.client.project(self.project)["counts"]
+            pending = counts[PageState.PENDING]
+            retry = sum(counts[state] for state in RETRYABLE)
         self.pending = pending
         self.process_all.disabled = pending == 0
         # A blue button reads as "click me" even when disabled: grey it out.
         self.process_all.button_style = "" if pending == 0 else "primary"
         self.retry.disabled = retry == 0
-        self.process_selected.disabled = not (self.pages and self.pages.selected)
+        self._draw_selected()
         self.summary.value = (
             f"&nbsp;{pending} pending" + (f", {retry} failed/cancelled" if retry else "")
             if self.project is not None
             else "&nbsp;choose a project"
         )
+
+    def _draw_selected(self) -> None:
+        self.process_selected.disabled = not (self.pages and self.pages.selected)
+
+    def _pages_refreshed(self) -> None:
+        pages = self.pages
+        if pages is not None and pages.project == self.project:
+            self.refresh(pages.status_counts)  # read by that refresh: no query here
+        else:
+            self.refresh()
 
     def _launch_selected(self) -> None:
         ids = self.pages.selected if self.pages else []
