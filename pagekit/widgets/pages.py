@@ -471,6 +471,7 @@ class PagesPanel(Panel):
         changed: set[int] = set()
         if self.grid.comm is None:  # closed
             return changed
+        thumbs = False
         for c in after.columns:
             old, new = before[c], after[c]
             for i in range(len(new)):
@@ -480,8 +481,9 @@ class PagesPanel(Panel):
                 value = None if b != b else b.item() if hasattr(b, "item") else b  # JSON
                 self.grid.set_cell_value_by_index(c, i, value)
                 changed.add(self.page_ids[i])
-                if c == THUMB and value:
-                    self._repaint_soon()
+                thumbs = thumbs or (c == THUMB and bool(value))
+        if thumbs:  # one round of repaints for them all
+            self._repaint_soon()
         return changed
 
     def _repaint_soon(self) -> None:
