@@ -133,7 +133,7 @@ def load_item(item: Item, *, max_bytes: int | None = None) -> tuple[str, bytes, 
     """
     if isinstance(item, (str, os.PathLike)):
         path = Path(item)
-        name = path.name or str(item)
+        name = item_name(item)
         try:
             size = path.stat().st_size
             if path.is_dir():
@@ -155,9 +155,7 @@ def load_item(item: Item, *, max_bytes: int | None = None) -> tuple[str, bytes, 
     if isinstance(item, (bytes, bytearray, memoryview)):
         return "upload", bytes(item), True
     if hasattr(item, "read"):
-        raw_name = getattr(item, "name", None)
-        name = Path(raw_name).name if isinstance(raw_name, (str, os.PathLike)) else ""
-        name = name or "upload"
+        name = item_name(item)
         return name, _read_limited(item, name, max_bytes), True
     raise TypeError(
         f"cannot ingest a {type(item).__name__}; pass a path, bytes, (name, bytes) or a file"
@@ -217,7 +215,7 @@ def is_container(item: object) -> bool:
     """Whether ``item`` is a folder or a zip archive (whose files are added one by one)."""
     if isinstance(item, (str, os.PathLike)) and Path(item).is_dir():
         return True
-    return _is_archive(item_name(item), _head(item))
+    return _is_archive(item_name(item), item)
 
 
 def entries(item: Item, *, max_bytes: int) -> Iterator[Entry]:
@@ -234,12 +232,12 @@ def entries(item: Item, *, max_bytes: int) -> Iterator[Entry]:
         path = Path(item)
         if path.is_dir():
             yield from _folder(path, max_bytes)
-        elif _is_archive(name, _head(path)):
+        elif _is_archive(name, path):
             yield from _archive_file(path, name, max_bytes)
         else:
             yield Entry(name, None, partial(load_item, item, max_bytes=max_bytes))
         return
-    if not _is_archive(name, _head(item)):
+    if not _is_archive(name, item):
         yield Entry(name, None, partial(load_item, item, max_bytes=max_bytes))
         return
     try:
@@ -271,8 +269,10 @@ def _head(item: object) -> bytes:
     return b""
 
 
-def _is_archive(name: str, head: bytes) -> bool:
-    return head.startswith(ZIP_MAGIC) and Path(name).suffix.lower() in ARCHIVE_SUFFIXES
+def _is_archive(name: str, item: object) -> bool:
+    """A zip by its bytes, named like one; the bytes are read only when the name agrees
+    (a folder of scans is not opened twice)."""
+    return Path(name).suffix.lower() in ARCHIVE_SUFFIXES and _head(item).startswith(ZIP_MAGIC)
 
 
 def _skipped(name: str) -> bool:
@@ -299,7 +299,7 @@ def _folder(root: Path, max_bytes: int) -> Iterator[Entry]:
         shown = _shown(label if rel == "." else f"{label}/{rel}")
         if error is not None:
             yield _refused(shown, label, IngestError(shown, error))
-        elif _is_archive(path.name, _head(path)):
+        elif _is_archive(path.name, path):
             yield from _archive_file(path, shown, max_bytes)
         else:
             yield Entry(shown, label, partial(_load_as, path, shown, max_bytes))
