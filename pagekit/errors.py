@@ -167,8 +167,11 @@ class PageBusy(PagekitError):
         named = page_numbers if page_numbers is not None else page_ids
         shown = ", ".join(str(p) for p in named[:10]) + (" ..." if len(named) > 10 else "")
         what = "page number(s)" if page_numbers is not None else "page(s)"
-        super().__init__(
-            f"{what} {shown} are already queued or processing (task {task_id}); "
+        super().__init__(self._message(f"{what} {shown}"))
+
+    def _message(self, pages: str) -> str:
+        return (
+            f"{pages} are already queued or processing (task {self.task_id}); "
             "wait for that task or cancel it first"
         )
 
@@ -183,18 +186,15 @@ class PageInUse(PageBusy):
         page_numbers: list[int] | None = None,
         what: str = "these pages",
     ):
-        self.page_ids = page_ids
-        self.page_numbers = page_numbers
-        self.task_id = task_id
-        named = page_numbers if page_numbers is not None else page_ids
-        shown = ", ".join(str(p) for p in named[:10]) + (" ..." if len(named) > 10 else "")
-        pages = f"page number(s) {shown}" if page_numbers is not None else f"page(s) {shown}"
-        task = f"task {task_id}" if task_id else "a task"
-        cancel = f" (`pagekit task cancel {task_id}`)" if task_id else ""
-        PagekitError.__init__(
-            self,
-            f"cannot delete {what}: {pages} are queued or processing in {task}; "
-            f"wait for it to finish or cancel it{cancel}, then delete again",
+        self.what = what  # "these pages", "project 'scans'"
+        super().__init__(page_ids, task_id, page_numbers)
+
+    def _message(self, pages: str) -> str:
+        task = f"task {self.task_id}" if self.task_id else "a task"
+        cancel = f" (`pagekit task cancel {self.task_id}`)" if self.task_id else ""
+        return (
+            f"cannot delete {self.what}: {pages} are queued or processing in {task}; "
+            f"wait for it to finish or cancel it{cancel}, then delete again"
         )
 
 
