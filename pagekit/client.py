@@ -13,7 +13,6 @@ starts nothing.
 from __future__ import annotations
 
 import logging
-import operator
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -27,6 +26,7 @@ from .broker import make_app
 from .config import Settings, redact
 from .contract import (
     PAGE_COLUMNS,
+    PROJECT_OPTIONS,
     RETRYABLE,
     RUNNING_JOB,
     BatchQueued,
@@ -41,7 +41,6 @@ from .contract import (
 from .errors import (
     DatabaseUnavailable,
     IngestError,
-    InvalidInput,
     InvalidPageNumber,
     MissingLanguage,
     NothingToProcess,
@@ -49,7 +48,7 @@ from .errors import (
     RuntimeUnavailable,
     UnknownStep,
 )
-from .store import PROJECT_OPTIONS, Project, Store, deletion, project_options
+from .store import Project, Store, deletion, project_options
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,13 +62,6 @@ ProjectRef = int | str | dict[str, Any]
 # worker records it in one write transaction that waits at most PAGEKIT_DB_BUSY_TIMEOUT
 # (20 s) for the database, so two minutes is ample. The grace is at least 3 times that.
 THUMBNAIL_GRACE = 120.0
-
-
-def _review_flag(value: object) -> bool | None:
-    """The ``needs_review`` filter: True (flagged pages), False (the others) or None (all)."""
-    if value is None or isinstance(value, bool):
-        return value
-    raise InvalidInput(f"needs_review is True, False or None, not {value!r:.40}")
 
 
 def _broker_errors() -> tuple[type[BaseException], ...]:
@@ -486,7 +478,7 @@ class Client:
         import pandas as pd
 
         states = validate.page_states(status)
-        flag = _review_flag(needs_review)
+        flag = validate.review_flag(needs_review)
         limit, offset = validate.paging(limit, offset)
         order = validate.page_sort(sort)
         pid = self.store.project(project).id
@@ -503,7 +495,7 @@ class Client:
         needs_review: bool | None = None,
     ) -> int:
         states = validate.page_states(status)
-        flag = _review_flag(needs_review)
+        flag = validate.review_flag(needs_review)
         return self.store.count_pages(self.store.project(project).id, states, needs_review=flag)
 
     def page_ids_for_numbers(self, project: ProjectRef, spec: str) -> list[int]:
@@ -556,9 +548,9 @@ class Client:
         """
         pid = self.store.project(project).id
         if isinstance(page_ids, str):
-            ids = self.page_ids_for_numbers(pid, page_ids)
+            ids = self.store.page_ids_by_number(pid, validate.page_selection(page_ids))
         else:
-            ids = _page_ids(page_ids)
+            ids = validate.page_ids(page_ids)
         gone = deletion.delete_pages(self.store, pid, ids)
         return {
             "project_id": pid,
@@ -766,7 +758,7 @@ class Client:
         """
         from .reports import results_frame
 
-        return results_frame(self, project, needs_review=_review_flag(needs_review))
+        return results_frame(self, project, needs_review=validate.review_flag(needs_review))
 
     def export(self, project: ProjectRef, path: str | Path, format: str | None = None) -> Path:
         """Write the project's results to ``path`` (csv, jsonl, parquet, xlsx, zip)."""
@@ -886,23 +878,6 @@ def _batch_queued(job: dict[str, Any]) -> BatchQueued:
         "total_pages": len(job["page_ids"]),
         "page_ids": job["page_ids"],
     }
-
-
-def _page_ids(value: Iterable[Any] | int) -> list[int]:
-    """Page ids as a list of whole numbers from 1 (numpy integers too), repeats dropped."""
-    values = [value] if not isinstance(value, Iterable) else list(value)
-    if not values:
-        raise InvalidInput("no pages given: pass page ids, or page numbers like '1,3-5'")
-    ids = []
-    for v in values:
-        try:
-            pid = operator.index(v) if not isinstance(v, bool) else 0
-        except TypeError:
-            pid = 0
-        if not 1 <= pid <= validate.ID_MAX:
-            raise InvalidInput(f"a page id is a whole number from 1, not {v!r:.40}")
-        ids.append(pid)
-    return list(dict.fromkeys(ids))
 
 
 def _is_one_item(items: Any) -> bool:

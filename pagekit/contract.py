@@ -227,6 +227,10 @@ JOB_COLUMNS: tuple[str, ...] = (
     "pages_per_min",
 )
 
+# The OCR options a project may set (``Client.create_project``, ``set_project_options``),
+# each None for the installation's default; the last columns of ``Client.projects()``.
+PROJECT_OPTIONS: tuple[str, ...] = ("languages", "ocr_mode", "review_threshold")
+
 # Export formats (``Client.export``, ``pagekit export --format``) and the report's page cap.
 EXPORT_FORMATS: tuple[str, ...] = (
     "csv", "jsonl", "parquet", "xlsx", "zip", "pdf", "hocr", "alto"

@@ -8,6 +8,7 @@ quotes the same limits.
 from __future__ import annotations
 
 import math
+import operator
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -92,6 +93,23 @@ def page_number(value: object) -> int:
     return value
 
 
+def page_ids(value: Iterable[object] | int) -> list[int]:
+    """Page ids as a list of whole numbers from 1 (numpy integers too), repeats dropped."""
+    values = list(value) if isinstance(value, Iterable) else [value]
+    if not values:
+        raise InvalidInput("no pages given: pass page ids, or page numbers like '1,3-5'")
+    ids = []
+    for v in values:
+        try:
+            pid = operator.index(v) if not isinstance(v, bool) else 0
+        except TypeError:
+            pid = 0
+        if not 1 <= pid <= ID_MAX:
+            raise InvalidInput(f"a page id is a whole number from 1, not {v!r:.40}")
+        ids.append(pid)
+    return list(dict.fromkeys(ids))
+
+
 def page_states(status: str | Iterable[str] | None) -> list[PageState] | None:
     """Page states to filter on, or None for all; an unknown name is an error."""
     if status is None or status == "":
@@ -142,6 +160,13 @@ def paging(limit: object, offset: object) -> tuple[int | None, int]:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= ID_MAX:
             raise InvalidInput(f"{name} is a whole number from 0 to {ID_MAX}, not {value!r}")
     return limit, offset  # type: ignore[return-value]
+
+
+def review_flag(value: object) -> bool | None:
+    """The ``needs_review`` filter: True (flagged pages), False (the others) or None (all)."""
+    if value is None or isinstance(value, bool):
+        return value
+    raise InvalidInput(f"needs_review is True, False or None, not {value!r:.40}")
 
 
 def page_sort(sort: object) -> tuple[str, bool] | None:

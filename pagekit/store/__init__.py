@@ -43,7 +43,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from ..config import Settings
-from ..contract import ACTIVE, FINISHED, PAGE_COLUMNS, PAGE_STATES, PageState
+from ..contract import ACTIVE, FINISHED, PAGE_COLUMNS, PAGE_STATES, PROJECT_OPTIONS, PageState
 from ..errors import (
     DatabaseUnavailable,
     InvalidPageSelection,
@@ -78,10 +78,6 @@ class Project(Base):
     languages: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     ocr_mode: Mapped[str | None] = mapped_column(String(12), nullable=True)
     review_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
-
-
-# The OCR options a project may set (each None: the installation's default).
-PROJECT_OPTIONS = ("languages", "ocr_mode", "review_threshold")
 
 
 def project_options(project: Project) -> dict[str, Any]:
