@@ -131,11 +131,10 @@ def delete_project(store: Store, project_id: int) -> dict[str, Any]:
     with store.write() as s:
         name = _lock_project(s, project_id)
         _refuse_busy(s, mine, f"project {name!r}")
-        count = int(s.scalar(select(func.count()).select_from(Page).where(mine)) or 0)
-        blobs = set(s.scalars(select(Page.blob).where(mine).distinct()))
-        thumbnails = set(
-            s.scalars(select(Page.thumbnail).where(mine, Page.thumbnail.is_not(None)).distinct())
-        )
+        keys = s.execute(select(Page.blob, Page.thumbnail).where(mine)).all()
+        count = len(keys)
+        blobs = {blob for blob, _ in keys}
+        thumbnails = {thumbnail for _, thumbnail in keys if thumbnail}
         if _delete_rows(s, mine) != count:  # the lock above makes this impossible
             raise PageInUse([], None, what=f"project {name!r}")
         jobs = select(Job.id).where(Job.project_id == project_id)
