@@ -720,10 +720,17 @@ def _add_page(
         ids, numbers, code = out["duplicates"], out["duplicate_of_numbers"], 200
     return code, {
         "project_id": project_id,
-        "source": out["source"],
-        "status": out["status"],
         "page_id": ids[0],
         "page_number": numbers[0],
+        **_file_outcome(out),
+    }
+
+
+def _file_outcome(out: dict[str, Any]) -> dict[str, Any]:
+    """One file's outcome from :meth:`Client.add_pages`, as an upload's response says it."""
+    return {
+        "source": out["source"],
+        "status": out["status"],
         "page_ids": out["page_ids"],
         "page_numbers": out["page_numbers"],
         "duplicates": out["duplicates"],
@@ -738,17 +745,7 @@ def _archive_outcome(
 ) -> tuple[int, dict[str, Any]]:
     """The status and body of an archive upload: 201 if a file added pages, 200 if all
     were duplicates, 422 (with ``detail``) if none could be added."""
-    keys = ("page_ids", "page_numbers", "duplicates", "duplicate_of_numbers")
-    files = [
-        {
-            "source": o["source"],
-            "status": o["status"],
-            **{key: o[key] for key in (*keys, "duplicate_file_pages")},
-            "message": o["error"],
-            "reason": o.get("reason"),
-        }
-        for o in outcomes
-    ]
+    files = [{**_file_outcome(o), "reason": o.get("reason")} for o in outcomes]
     statuses = {o["status"] for o in outcomes}
     body: dict[str, Any] = {"project_id": project_id, "source": name, "files": files}
     if "added" in statuses:
