@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..contract import PAGE_SUMMARY_COLUMNS, REVIEW_SUMMARY_COLUMNS
+from ..contract import PAGE_SUMMARY_COLUMNS, PROJECT_OPTIONS, REVIEW_SUMMARY_COLUMNS
 from ..errors import IngestError
 from .context import CliContext, pass_cli
 from .delete import project_delete
@@ -107,7 +107,7 @@ def project_list(cli: CliContext) -> None:
         click.echo("no projects yet")
         return
     df["languages"] = df["languages"].map(lambda codes: "+".join(codes) if codes else None)
-    options = ["languages", "ocr_mode", "review_threshold"]
+    options = list(PROJECT_OPTIONS)
     df[options] = df[options].astype(object).where(df[options].notna(), DEFAULT)
     click.echo(format_table(df))
 
