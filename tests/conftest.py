@@ -21,10 +21,12 @@ DEFAULT_HOME = Path(tempfile.mkdtemp(prefix="pagekit-test-home-"))
 os.environ["PAGEKIT_HOME"] = str(DEFAULT_HOME)
 
 import pytest  # noqa: E402
+from sqlalchemy import create_engine, make_url  # noqa: E402
 
 from pagekit import runtime  # noqa: E402
 from pagekit.client import Client  # noqa: E402
 from pagekit.config import Settings  # noqa: E402
+from pagekit.store import engine_for  # noqa: E402
 
 PLUGINS = Path(__file__).parent / "plugins"
 ON_CI = os.environ.get("CI") == "true"
@@ -92,6 +94,28 @@ def any_client(request: pytest.FixtureRequest) -> Client:
     if request.param == "postgres":
         return request.getfixturevalue("pg_client")
     return request.getfixturevalue("client")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database of this test's own (PostgreSQL: a temporary database)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.db'}"
+        return
+    server = os.environ.get("PAGEKIT_TEST_POSTGRES")
+    need(bool(server), "set PAGEKIT_TEST_POSTGRES to a PostgreSQL URL to run the PostgreSQL jobs")
+    name = f"pagekit_migrate_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        engine_for(url).dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
 
 
 def new_project(client: Client, steps: list[str] | None = None) -> dict:

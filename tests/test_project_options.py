@@ -19,7 +19,6 @@ import pypdfium2 as pdfium
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect, select
-from test_repeated_pages import empty_db  # noqa: F401  (a fixture: a fresh SQLite or PG database)
 
 from pagekit import _pagegen as gen
 from pagekit import tokens, validate
@@ -466,9 +465,7 @@ NEW_COLUMNS = {
 }  # fmt: skip
 
 
-def test_a_database_from_before_the_options_opens_and_takes_them(
-    empty_db: str,  # noqa: F811  (the fixture imported above)
-) -> None:
+def test_a_database_from_before_the_options_opens_and_takes_them(empty_db: str) -> None:
     store = Store(empty_db)
     old = store.create_project("letters")
     with engine_for(empty_db, write=True).begin() as conn:  # as an older pagekit left it

@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
-import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from conftest import need, new_project
+from conftest import new_project
 from PIL import Image
 from sqlalchemy import (
     JSON,
@@ -37,7 +33,6 @@ from sqlalchemy import (
     create_engine,
     event,
     inspect,
-    make_url,
     text,
 )
 from sqlalchemy.engine import Engine
@@ -305,28 +300,6 @@ def schema_010() -> MetaData:
         Column("revoked_at", DateTime),
     )
     return md
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of an empty database of this test's own (PostgreSQL: a temporary database)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'old.db'}"
-        return
-    server = os.environ.get("PAGEKIT_TEST_POSTGRES")
-    need(bool(server), "set PAGEKIT_TEST_POSTGRES to a PostgreSQL URL to run the PostgreSQL jobs")
-    name = f"pagekit_migrate_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        engine_for(url).dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
 
 
 def test_a_010_database_is_upgraded_and_takes_repeated_pages(empty_db: str, tmp_path: Path) -> None:

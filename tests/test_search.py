@@ -17,7 +17,7 @@ import pytest
 from conftest import new_project
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, text
-from test_repeated_pages import NO_BROKER, empty_db  # noqa: F401  (a fixture: a fresh database)
+from test_repeated_pages import NO_BROKER
 
 from pagekit import _pagegen as gen
 from pagekit import tokens
@@ -282,7 +282,7 @@ def test_deleted_pages_are_no_longer_found(any_client: Client) -> None:
 
 @pytest.mark.postgres
 def test_an_existing_database_is_indexed_when_it_is_first_opened(
-    empty_db: str,  # noqa: F811
+    empty_db: str,
     tmp_path: Path,
 ) -> None:
     """A database from before search: its pages are found once pagekit opens it."""
