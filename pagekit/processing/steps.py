@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "pagekit.steps"
 # Names the built-in stages use in PageResult.timings; a custom step cannot take them.
-# Stage names in ``PageResult.timings``: a step may not take one.
 RESERVED = frozenset(
     {"load", "pdfium", "text_layer", "render", "deskew", "ocr", "orient", "thumbnail", "total"}
 )
