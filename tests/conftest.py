@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -49,6 +50,14 @@ def need(condition: bool, why: str) -> None:
     if ON_CI:
         pytest.fail(f"required on CI: {why}")
     pytest.skip(why)
+
+
+def one_error_line(out: subprocess.CompletedProcess) -> str:
+    """The single line a failed command printed on stderr (never a traceback)."""
+    assert "Traceback" not in out.stderr, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+    return lines[0]
 
 
 def _start(home: Path, **kwargs: object) -> Client:

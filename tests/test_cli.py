@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 import tomllib
+from conftest import one_error_line
 
 from pagekit import _pagegen as gen
 from pagekit import samples
@@ -33,14 +34,6 @@ def run(home: Path, *args: str, timeout: float = 180, **env: str) -> subprocess.
     return subprocess.run(
         [str(BIN / args[0]), *args[1:]], env=env, capture_output=True, text=True, timeout=timeout
     )
-
-
-def one_error_line(out: subprocess.CompletedProcess) -> str:
-    """The single line a failed command printed on stderr (never a traceback)."""
-    assert "Traceback" not in out.stderr, out.stderr
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
-    return lines[0]
 
 
 def test_project_add_process_status_export_from_a_terminal(

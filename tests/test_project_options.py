@@ -17,6 +17,7 @@ from typing import Any
 
 import pypdfium2 as pdfium
 import pytest
+from conftest import one_error_line
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect, select
 
@@ -79,13 +80,6 @@ def run(home: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "pagekit"), *args], env=env, capture_output=True, text=True, timeout=180
     )
-
-
-def one_error_line(out: subprocess.CompletedProcess) -> str:
-    assert "Traceback" not in out.stderr, out.stderr
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
-    return lines[0]
 
 
 # -- the rules ---------------------------------------------------------------------------
