@@ -165,6 +165,11 @@ class Settings:
         return self.home_abs / "runtime"
 
     @property
+    def tornado_settings(self) -> dict[str, Any]:
+        """For the Jupyter servers (dashboard, lab): an upload is one websocket message."""
+        return {"websocket_max_message_size": self.websocket_max_message_mb * MiB}
+
+    @property
     def concurrency(self) -> int:
         return self.workers or os.cpu_count() or 1
 

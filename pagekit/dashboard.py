@@ -33,7 +33,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from .config import MiB, Settings
+from .config import Settings
 
 # `pagekit dashboard --token` without a value: generate one.
 GENERATE = "generate"
@@ -107,9 +107,7 @@ def voila_config(settings: Settings, policy: KernelPolicy | None = None) -> Any:
 
     policy = policy or KernelPolicy()
     cfg = Config()
-    cfg.Voila.tornado_settings = {
-        "websocket_max_message_size": settings.websocket_max_message_mb * MiB
-    }
+    cfg.Voila.tornado_settings = settings.tornado_settings
     cfg.VoilaConfiguration.preheat_kernel = False
     cfg.VoilaConfiguration.multi_kernel_manager_class = kernel_manager_class()
     km = cfg.DashboardKernelManager

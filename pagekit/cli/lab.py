@@ -11,7 +11,6 @@ from pathlib import Path
 
 import click
 
-from ..config import MiB
 from .context import CliContext, pass_cli
 
 # What JupyterLab would fetch from the internet, turned off: the news feed and the "a newer
@@ -70,6 +69,7 @@ def lab(
         argv.append("--no-browser")
     # An upload travels in one websocket message: tornado's default limit is 10 MiB. (The
     # command line can only give this setting as a string, hence a keyword here.)
-    limit = {"websocket_max_message_size": settings.websocket_max_message_mb * MiB}
-    server = LabApp.initialize_server(argv=[*argv, *lab_args], tornado_settings=limit)
+    server = LabApp.initialize_server(
+        argv=[*argv, *lab_args], tornado_settings=settings.tornado_settings
+    )
     server.start()
