@@ -691,11 +691,14 @@ class Client:
             interval = min(self.settings.poll_interval, 1.0)
         return progress_bar(self, task_id, interval, progress).run(timeout=timeout)
 
-    def jobs(self, project: ProjectRef | None = None) -> pd.DataFrame:
-        """One row per job: status, totals, started, finished, duration, pages/min."""
+    def jobs(
+        self, project: ProjectRef | None = None, *, task_id: str | None = None
+    ) -> pd.DataFrame:
+        """One row per job: status, totals, started, finished, duration, pages/min
+        (``task_id``: that job's row only)."""
         from .reports import jobs_frame
 
-        return jobs_frame(self, project)
+        return jobs_frame(self, project, task_id)
 
     def job_ids(self, project: ProjectRef | None = None, *, active: bool = False) -> list[str]:
         """Job ids, newest first; ``active=True`` keeps the unfinished ones (to re-attach)."""

@@ -149,15 +149,17 @@ def results_frame(
     return pd.DataFrame(rows, columns=[*RESULT_COLUMNS, *steps])
 
 
-def jobs_frame(client: Client, project: ProjectRef | None = None) -> pd.DataFrame:
-    """One row per job, newest first."""
+def jobs_frame(
+    client: Client, project: ProjectRef | None = None, task_id: str | None = None
+) -> pd.DataFrame:
+    """One row per job, newest first (only ``task_id``'s when given)."""
     import pandas as pd
 
     from .jobs import job_state
 
     pid = client.store.project(project).id if project is not None else None
     rows = []
-    for stats in reporting.job_stats(client.store, pid):
+    for stats in reporting.job_stats(client.store, pid, task_id):
         job, c = stats.job, stats.counts
         status = job_state(job, c)
         started = stats.started_at

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import new_project
 from test_flower import flower  # noqa: F401  (a real `pagekit flower`, as a fixture)
@@ -366,6 +367,21 @@ def test_two_monitors_of_a_job_show_the_same_duration(client: Client) -> None:
     took = f"took {format_seconds(row['duration_s'])}"
     assert first.timing.value == second.timing.value == took
     assert first.duration == second.duration == pytest.approx(row["duration_s"])
+
+
+def test_jobs_of_one_task_is_that_jobs_row(client: Client) -> None:
+    """What a monitor reads about its job: the same row as the project's jobs() has."""
+    proj = new_project(client)
+    add(client, proj, 2, "one")
+    first = client.wait(client.process_pending(proj)["task_id"], progress=False)
+    add(client, proj, 1, "two")
+    client.wait(client.process_pending(proj)["task_id"], progress=False)
+    everything = client.jobs(proj)
+    one = client.jobs(proj, task_id=first["task_id"])
+    assert len(everything) == 2 and len(one) == 1
+    mine = everything[everything.task_id == first["task_id"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(one.reset_index(drop=True), mine)
+    assert client.jobs(task_id=first["task_id"]).total.tolist() == [2]
 
 
 def test_monitor_goes_red_when_pages_fail(client: Client) -> None:

@@ -109,8 +109,11 @@ class JobStats:
     finished_at: datetime | None
 
 
-def job_stats(store: Store, project_id: int | None = None) -> list[JobStats]:
-    """Every job (of one project, or all), newest first; two queries whatever the count."""
+def job_stats(
+    store: Store, project_id: int | None = None, job_id: str | None = None
+) -> list[JobStats]:
+    """Every job (of one project, or all; or the one ``job_id``), newest first; two queries
+    whatever the count."""
     jobs = select(Job).order_by(Job.created_at.desc())
     agg = (
         select(
@@ -126,6 +129,9 @@ def job_stats(store: Store, project_id: int | None = None) -> list[JobStats]:
     if project_id is not None:
         jobs = jobs.where(Job.project_id == project_id)
         agg = agg.where(Job.project_id == project_id)
+    if job_id is not None:
+        jobs = jobs.where(Job.id == job_id)
+        agg = agg.where(JobPage.job_id == job_id)
     with store.read() as s:
         out = {
             job.id: JobStats(job, dict.fromkeys((*ACTIVE, *FINISHED), 0), None, None)

@@ -121,8 +121,7 @@ class JobMonitor(JobPoller, Panel):
 
     def _read_times(self) -> dict[str, Any] | None:
         """This job's row of ``client.jobs()``: times and per-state page counts."""
-        df = self.client.jobs(self.project)
-        rows = df[df.task_id == self.task_id]
+        rows = self.client.jobs(self.project, task_id=self.task_id)
         if rows.empty:
             return None
         row = rows.iloc[0].to_dict()
