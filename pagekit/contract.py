@@ -36,6 +36,8 @@ RECOVERY_QUEUE = "pagekit.requeued"
 QUEUES = (QUEUE, RECOVERY_QUEUE)
 
 TASK_PROCESS_PAGE = "pagekit.process_page"
+# Sends the page tasks of a big job, on a worker, so the caller need not (pagekit.jobs).
+TASK_DISPATCH = "pagekit.dispatch_job"
 
 
 # -- states ------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The client side of the job contract: enqueue, status, cancel.
 
 A job is a set of pages; each page is its own Celery task so several workers share a
-batch. Claiming pages for a job is one conditional UPDATE (only pages that are not
+batch. A big job's tasks are sent by a worker (:func:`dispatch`), so the caller returns
+at once. Claiming pages for a job is one conditional UPDATE (only pages that are not
 already queued or processing), so of two clients pressing "Process All Pending" at once
 exactly one gets each page, on SQLite and PostgreSQL alike. The ``job_pages`` rows count
 each page exactly once (see :mod:`pagekit.worker`). A job is done when completed +
@@ -14,10 +15,19 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .contract import QUEUE, RUNNING_JOB, TASK_PROCESS_PAGE, JobState, PageState
+from .contract import (
+    QUEUE,
+    RECOVERY_QUEUE,
+    RUNNING_JOB,
+    TASK_DISPATCH,
+    TASK_PROCESS_PAGE,
+    JobState,
+    PageState,
+)
 from .errors import NothingToProcess, RuntimeUnavailable
 from .store import Job, Store
 from .store import jobs as rows
+from .store.workers import cancel_requested
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -26,6 +36,12 @@ log = logging.getLogger(__name__)
 
 
 # -- enqueue ----------------------------------------------------------------------------
+
+# A job of up to this many pages is sent by the caller; a bigger one is handed to a
+# worker in one message (see :func:`dispatch`), so queueing 100,000 pages returns as fast
+# as 100 and a notebook, the dashboard or an HTTP request never waits on the broker.
+INLINE_PAGES = 100
+CHUNK = 2000  # pages read and sent per round by the dispatcher
 
 
 def enqueue(
@@ -38,7 +54,7 @@ def enqueue(
     kind: str = "batch",
     ocr_mode: str | None = None,
 ) -> dict[str, Any]:
-    """Claim pages for a new job and send one task per page. Returns the job row info.
+    """Claim pages for a new job and have one task sent per page. Returns the job row info.
 
     ``ocr_mode`` ("auto" | "force" | "text-only") is this job's, over the project's.
 
@@ -52,17 +68,20 @@ def enqueue(
         if not page_ids:
             raise NothingToProcess(f"no pages to process in project {project_id}")
     wanted = list(states or (PageState.PENDING,))
-    job_id, claimed = rows.claim(store, project_id, page_ids, wanted, kind, ocr_mode)
-    ids = [pid for pid, _ in claimed]
+    job_id, ids, first = rows.claim(store, project_id, page_ids, wanted, kind, ocr_mode)
     try:
-        send(app, job_id, ids)
+        if len(ids) <= INLINE_PAGES:
+            send(app, job_id, ids)
+        else:
+            app.send_task(TASK_DISPATCH, args=[job_id], queue=RECOVERY_QUEUE)
     except Exception as exc:  # broker down: undo, so the pages are not stuck "queued"
+        # A message that did go out names a job that is gone: its worker does nothing.
         rows.release(store, job_id)
         raise RuntimeUnavailable(
             f"could not queue pages: the broker is unreachable ({exc}); "
             "run `pagekit doctor`, or `pagekit up` for the embedded runtime"
         ) from exc
-    return {"task_id": job_id, "page_ids": ids, "page_number": claimed[0][1]}
+    return {"task_id": job_id, "page_ids": ids, "page_number": first}
 
 
 def send(app: Celery, job_id: str, page_ids: list[int], *, queue: str = QUEUE) -> None:
@@ -70,6 +89,28 @@ def send(app: Celery, job_id: str, page_ids: list[int], *, queue: str = QUEUE) -
     with app.producer_or_acquire() as producer:
         for pid in page_ids:
             app.send_task(TASK_PROCESS_PAGE, args=[job_id, pid], queue=queue, producer=producer)
+
+
+def dispatch(store: Store, app: Celery, job_id: str) -> int:
+    """Send the page tasks of a job, in its order, ``CHUNK`` pages a round; how many.
+
+    Runs on a worker (task :data:`~pagekit.contract.TASK_DISPATCH`). Only pages still
+    queued and held by nobody are sent, and it stops when the job is cancelled. A
+    message sent twice (this task redelivered after its worker died) is harmless: the
+    claim is conditional, so a page still runs once. If the broker fails half-way, the
+    pages not sent stay queued with no message; the workers' watchdogs find such pages
+    (:func:`pagekit.worker.lost_pages`) and send them again.
+    """
+    sent, after = 0, -1
+    while True:
+        chunk = rows.unsent(store, job_id, after, CHUNK)
+        if not chunk:
+            return sent
+        send(app, job_id, [pid for _, pid in chunk])
+        sent += len(chunk)
+        after = chunk[-1][0]
+        if cancel_requested(store, job_id):
+            return sent
 
 
 # -- status -----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from . import worker
 from .blobs import BlobStore
 from .config import Settings
-from .contract import TASK_PROCESS_PAGE
+from .contract import TASK_DISPATCH, TASK_PROCESS_PAGE
 from .errors import DatabaseUnavailable
 from .store import Store
 
@@ -47,3 +47,23 @@ def process_page(task: Any, job_id: str, page_id: int) -> None:
     if work is not None:
         result = worker.run(store, work, timeouts=(SoftTimeLimitExceeded,))
         worker.record(store, blobs, work, result)
+
+
+DISPATCH_OPTIONS: dict[str, Any] = {
+    "name": TASK_DISPATCH,
+    "bind": True,
+    # Redelivered if its worker dies half-way: a page sent twice still runs once.
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": (DatabaseUnavailable, OperationalError),
+    "retry_backoff": True,
+    "max_retries": 5,
+}
+
+
+def dispatch_job(task: Any, job_id: str) -> int:
+    """Send the page tasks of a big job (:func:`pagekit.jobs.dispatch`); how many."""
+    from .jobs import dispatch
+
+    _, store, _ = _context()
+    return dispatch(store, task.app, job_id)

@@ -24,7 +24,7 @@ from pagekit import runtime
 from pagekit.client import Client
 from pagekit.contract import JobState, PageState
 from pagekit.errors import NoSuchTask, NothingToProcess
-from pagekit.store import JobPage, Page, utcnow
+from pagekit.store import Job, JobPage, Page, utcnow
 
 TEXT = (
     "The committee met on Tuesday to discuss the harvest and the price of wheat. "
@@ -282,6 +282,7 @@ def test_reconcile_requeues_a_page_stuck_in_processing(client: Client, project: 
             .values(state="processing", started_at=an_hour_ago)
         )
         s.execute(update(Page).where(Page.id == pid).values(status="processing"))
+        s.execute(update(Job).where(Job.id == job["task_id"]).values(completed=0, processing=1))
     assert client.status(job["task_id"])["status"] == "processing"
     requeued = client.reconcile()
     assert (job["task_id"], pid) in requeued

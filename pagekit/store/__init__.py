@@ -163,6 +163,14 @@ class Job(Base):
     ocr_mode: Mapped[str | None] = mapped_column(String(12), nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # How many of its pages are in each state but "queued" (total minus the rest): moved
+    # in the same transaction as the job page that changes state (pagekit.store.counters),
+    # so status() reads one row at any job size. None: a job made by an older pagekit,
+    # whose pages are counted from job_pages instead.
+    processing: Mapped[int | None] = mapped_column(Integer, nullable=True, default=0)
+    completed: Mapped[int | None] = mapped_column(Integer, nullable=True, default=0)
+    failed: Mapped[int | None] = mapped_column(Integer, nullable=True, default=0)
+    cancelled: Mapped[int | None] = mapped_column(Integer, nullable=True, default=0)
 
 
 class JobPage(Base):
@@ -172,6 +180,7 @@ class JobPage(Base):
     __table_args__ = (
         Index("ix_job_pages_state", "job_id", "state"),
         Index("ix_job_pages_heartbeat", "state", "heartbeat_at"),
+        Index("ix_job_pages_position", "job_id", "position"),  # the job's order
     )
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     page_id: Mapped[int] = mapped_column(

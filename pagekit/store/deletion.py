@@ -19,7 +19,7 @@ from sqlalchemy import delete, exists, func, select, update
 
 from ..contract import ACTIVE
 from ..errors import NoSuchPage, NoSuchProject, PageInUse
-from . import Job, JobPage, Page, PageLayout, Project, Store, lock_blob_keys
+from . import Job, JobPage, Page, PageLayout, Project, Store, counters, lock_blob_keys
 
 CHUNK = 500  # ids or keys per statement: a bounded statement size on every database
 
@@ -102,17 +102,17 @@ def delete_pages(store: Store, project_id: int, page_ids: list[int]) -> dict[str
         missing = [pid for pid in ids if pid not in found]
         if missing:
             raise NoSuchPage(missing[0], project_id)
-        per_job: dict[str, int] = {}
+        per_job: dict[tuple[str, str], int] = {}
         deleted = 0
         for chunk in _chunks(ids):
             where = (Page.project_id == project_id) & Page.id.in_(chunk)
             _refuse_busy(s, where, "these pages")
-            for job_id, n in s.execute(
-                select(JobPage.job_id, func.count())
+            for job_id, state, n in s.execute(
+                select(JobPage.job_id, JobPage.state, func.count())
                 .where(JobPage.page_id.in_(chunk))
-                .group_by(JobPage.job_id)
+                .group_by(JobPage.job_id, JobPage.state)
             ):
-                per_job[job_id] = per_job.get(job_id, 0) + n
+                per_job[job_id, state] = per_job.get((job_id, state), 0) + n
             deleted += _delete_rows(s, where)
         if deleted != len(ids):  # the locks above make this impossible: never half a delete
             raise PageInUse([], None, what="these pages")
@@ -147,11 +147,13 @@ def delete_project(store: Store, project_id: int) -> dict[str, Any]:
     return {"name": name, "pages": count, "blobs": blobs, "thumbnails": thumbnails}
 
 
-def _shrink_jobs(s: Any, per_job: dict[str, int]) -> None:
-    """Jobs stop counting the deleted pages; a job with none left goes too."""
-    for job_id, n in sorted(per_job.items()):
+def _shrink_jobs(s: Any, per_job: dict[tuple[str, str], int]) -> None:
+    """Jobs stop counting the deleted pages (``(job, state): how many``) in their total
+    and their counters; a job with none left goes too."""
+    for (job_id, state), n in sorted(per_job.items()):
         s.execute(update(Job).where(Job.id == job_id).values(total=Job.total - n))
-    for chunk in _chunks(sorted(per_job)):
+        counters.moved(s, job_id, n, state, None)
+    for chunk in _chunks(sorted({job_id for job_id, _ in per_job})):
         s.execute(
             delete(Job).where(Job.id.in_(chunk), ~exists().where(JobPage.job_id == Job.id)),
             execution_options={"synchronize_session": False},

@@ -11,11 +11,13 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, literal, select, update
 
-from ..contract import ACTIVE, FINISHED, PageState
+from ..contract import ACTIVE, PageState
 from ..errors import NoSuchPage, NoSuchProject, NoSuchTask, NothingToProcess, PageBusy
-from . import Job, JobPage, Page, Project, Store, utcnow
+from . import Job, JobPage, Page, Project, Store, counters, utcnow
+
+CHUNK = 5000  # ids per statement: under every database's limit on bound parameters
 
 
 def claim(
@@ -25,14 +27,17 @@ def claim(
     states: Sequence[str],
     kind: str,
     ocr_mode: str | None = None,
-) -> tuple[str, list[tuple[int, int]]]:
-    """Create a job and claim its pages in one transaction: ``(job id, [(page id, number)])``.
+) -> tuple[str, list[int], int]:
+    """Create a job and claim its pages in one transaction: ``(job id, page ids in the
+    job's order, the first page's number)``.
 
     ``ocr_mode`` overrides the project's OCR mode for this job's pages (None: the project's).
 
     With ``page_ids``, every one of them is claimed or none is (a page already queued or
     processing raises :class:`PageBusy`). Otherwise whatever pages of the project are in
     ``states`` at this instant are claimed; none left raises :class:`NothingToProcess`.
+    The job's rows are written in bulk (one INSERT ... SELECT, or batched inserts in the
+    caller's order), so claiming 100,000 pages costs a few statements.
     """
     job_id = str(uuid.uuid4())
     with store.write() as s:
@@ -43,38 +48,71 @@ def claim(
             raise NoSuchProject(project_id)
         s.add(Job(id=job_id, project_id=project_id, kind=kind, total=0, ocr_mode=ocr_mode))
         s.flush()
-        where = [Page.project_id == project_id]
-        if page_ids is not None:
-            where += [Page.id.in_(page_ids), Page.status.not_in(ACTIVE)]
+        if page_ids is None:
+            ids = _claim_in_states(s, job_id, project_id, states)
         else:
-            where.append(Page.status.in_(list(states)))
+            ids = _claim_these(s, job_id, project_id, page_ids)
+        first = s.scalar(select(Page.page_number).where(Page.id == ids[0]))
+        s.execute(update(Job).where(Job.id == job_id).values(total=len(ids)))
+    return job_id, ids, int(first)  # type: ignore[arg-type]
+
+
+def _take(s: Any, job_id: str, *where: Any) -> int:
+    """Mark the matching pages queued by this job; how many."""
+    return int(
         s.execute(
             update(Page).where(*where).values(status=PageState.QUEUED, job_id=job_id, error=None),
             execution_options={"synchronize_session": False},
+        ).rowcount
+    )
+
+
+def _claim_in_states(s: Any, job_id: str, project_id: int, states: Sequence[str]) -> list[int]:
+    """Claim the project's pages in ``states``, in page order; their ids."""
+    if not _take(s, job_id, Page.project_id == project_id, Page.status.in_(list(states))):
+        _nothing_left(s, project_id, states)  # rolls back
+    mine = (Page.job_id == job_id) & (Page.status == PageState.QUEUED)
+    position = func.row_number().over(order_by=Page.page_number) - 1
+    rows = select(
+        literal(job_id),
+        Page.id,
+        position,
+        literal(PageState.QUEUED.value),
+        literal(0),
+        literal(utcnow()),
+    ).where(mine)
+    columns = ["job_id", "page_id", "position", "state", "attempts", "queued_at"]
+    s.execute(insert(JobPage).from_select(columns, rows))
+    return list(s.scalars(select(Page.id).where(mine).order_by(Page.page_number)))
+
+
+def _claim_these(s: Any, job_id: str, project_id: int, page_ids: list[int]) -> list[int]:
+    """Claim exactly ``page_ids`` (all or none), in the caller's order."""
+    taken = 0
+    for at in range(0, len(page_ids), CHUNK):
+        chunk = page_ids[at : at + CHUNK]
+        taken += _take(
+            s,
+            job_id,
+            Page.project_id == project_id,
+            Page.id.in_(chunk),
+            Page.status.not_in(ACTIVE),
         )
-        claimed = s.execute(
-            select(Page.id, Page.page_number)
-            .where(Page.job_id == job_id, Page.status == PageState.QUEUED)
-            .order_by(Page.page_number)
-        ).all()
-        if page_ids is not None and len(claimed) != len(page_ids):
-            _refuse(s, project_id, page_ids, {pid for pid, _ in claimed})  # rolls back
-        if not claimed:
-            _nothing_left(s, project_id, states)  # rolls back
-        pairs = [(pid, number) for pid, number in claimed]
-        if page_ids is not None:  # the caller's order
-            numbers = dict(pairs)
-            pairs = [(pid, numbers[pid]) for pid in page_ids]
-        s.get(Job, job_id).total = len(pairs)  # type: ignore[union-attr]
-        now = utcnow()
+    if taken != len(page_ids):
+        claimed = set(
+            s.scalars(select(Page.id).where(Page.job_id == job_id, Page.status == PageState.QUEUED))
+        )
+        _refuse(s, project_id, page_ids, claimed)  # rolls back
+    now = utcnow()
+    for at in range(0, len(page_ids), CHUNK):
         s.execute(
             insert(JobPage),
             [
                 {"job_id": job_id, "page_id": pid, "position": i, "queued_at": now}
-                for i, (pid, _) in enumerate(pairs)
+                for i, pid in enumerate(page_ids[at : at + CHUNK], start=at)
             ],
         )
-    return job_id, pairs
+    return page_ids
 
 
 def release(store: Store, job_id: str) -> None:
@@ -86,6 +124,26 @@ def release(store: Store, job_id: str) -> None:
             .values(status=PageState.PENDING, job_id=None)
         )
         s.delete(s.get(Job, job_id))
+
+
+def unsent(store: Store, job_id: str, after: int, limit: int) -> list[tuple[int, int]]:
+    """``(position, page id)`` of the job's queued pages nobody holds, after ``after``
+    in the job's order, ``limit`` at most (the dispatcher's keyset page)."""
+    with store.read() as s:
+        return [
+            (position, pid)
+            for position, pid in s.execute(
+                select(JobPage.position, JobPage.page_id)
+                .where(
+                    JobPage.job_id == job_id,
+                    JobPage.position > after,
+                    JobPage.state == PageState.QUEUED,
+                    JobPage.heartbeat_at.is_(None),
+                )
+                .order_by(JobPage.position)
+                .limit(limit)
+            )
+        ]
 
 
 def _refuse(s: Any, project_id: int, page_ids: list[int], claimed: set[int]) -> None:
@@ -121,59 +179,60 @@ def _nothing_left(s: Any, project_id: int, states: Sequence[str]) -> None:
 
 
 def counts(store: Store, job_id: str) -> tuple[Job, dict[str, int]]:
-    """The job row and its pages counted by state (every state present, maybe 0)."""
+    """The job row and its pages counted by state (every state present, maybe 0): one
+    row read, whatever the job's size (:mod:`pagekit.store.counters`)."""
     with store.read() as s:
         job = s.get(Job, job_id)
         if job is None:
             raise NoSuchTask(job_id)
-        rows = s.execute(
-            select(JobPage.state, func.count())
-            .where(JobPage.job_id == job_id)
-            .group_by(JobPage.state)
-        ).all()
-    c = {state: 0 for state in (PageState.QUEUED, PageState.PROCESSING, *FINISHED)}
-    c.update(dict(rows))  # type: ignore[arg-type]
-    return job, c
+        return job, counters.read(s, job)
 
 
 def page_outcomes(store: Store, job_id: str) -> list[dict[str, Any]]:
     """Each page of the job, in the job's order, with its outcome in this job."""
     with store.read() as s:
         rows = s.execute(
-            select(JobPage, Page)
+            select(
+                Page.id,
+                Page.page_number,
+                JobPage.state,
+                Page.job_id,
+                Page.words,
+                Page.confidence,
+                Page.error,
+            )
             .join(Page, Page.id == JobPage.page_id)
             .where(JobPage.job_id == job_id)
             .order_by(JobPage.position)
         ).all()
     out = []
-    for jp, page in rows:
-        mine = page.job_id == job_id  # a later job may have reprocessed the page
+    for page_id, number, state, page_job, words, confidence, error in rows:
+        mine = page_job == job_id  # a later job may have reprocessed the page
         out.append(
             {
-                "page_id": page.id,
-                "page_number": page.page_number,
-                "status": jp.state,
-                "words": page.words if mine else None,
-                "confidence": page.confidence if mine else None,
-                "error": page.error if mine else None,
+                "page_id": page_id,
+                "page_number": number,
+                "status": state,
+                "words": words if mine else None,
+                "confidence": confidence if mine else None,
+                "error": error if mine else None,
             }
         )
     return out
 
 
 def cancel_queued(store: Store, job_id: str) -> int:
-    """Flag the job cancelled (unless finished) and cancel its queued pages; how many moved."""
+    """Flag the job cancelled (unless finished) and cancel its queued pages; how many moved.
+
+    The job pages move first and the job row after (the order every transaction takes
+    its locks in, :mod:`pagekit.store.counters`); a worker that claimed a page meanwhile
+    sees the flag at its next step.
+    """
     now = utcnow()
     with store.write() as s:
         job = s.get(Job, job_id)
         if job is None:
             raise NoSuchTask(job_id)
-        unfinished = s.scalar(
-            select(func.count()).where(JobPage.job_id == job_id, JobPage.state.in_(ACTIVE))
-        )
-        if unfinished:  # a finished job keeps its outcome
-            job.cancel_requested = True
-            s.flush()
         moved = s.execute(
             update(JobPage)
             .where(JobPage.job_id == job_id, JobPage.state == PageState.QUEUED)
@@ -194,4 +253,10 @@ def cancel_queued(store: Store, job_id: str) -> int:
                 .values(status=PageState.CANCELLED, finished_at=now),
                 execution_options={"synchronize_session": False},
             )
+        counters.moved(s, job_id, moved, PageState.QUEUED, PageState.CANCELLED)
+        s.refresh(job)
+        c = counters.read(s, job)
+        # A job that was finished before this call keeps its outcome.
+        if moved or c[PageState.QUEUED] or c[PageState.PROCESSING]:
+            s.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
     return int(moved)

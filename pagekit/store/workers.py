@@ -17,7 +17,7 @@ from sqlalchemy import and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from ..contract import ACTIVE, PageState
-from . import Job, JobPage, Page, PageLayout, Project, Store, WorkerBeat, utcnow
+from . import Job, JobPage, Page, PageLayout, Project, Store, WorkerBeat, counters, utcnow
 
 # finish_page leaves a page's word layout alone unless it is given one (or None).
 KEEP_LAYOUT: Any = object()
@@ -69,31 +69,23 @@ def claim_page(
         if job is None:
             return None  # a stale message for a job that no longer exists
         cancel, job_ocr_mode = job
-        this = (JobPage.job_id == job_id) & (JobPage.page_id == page_id)
         if cancel:
-            moved = s.execute(
-                update(JobPage)
-                .where(this, JobPage.state.in_(ACTIVE))
-                .values(state=PageState.CANCELLED, finished_at=now, heartbeat_at=None)
-            ).rowcount
-            if moved:
+            cancelled = dict(state=PageState.CANCELLED, finished_at=now, heartbeat_at=None)
+            if _move(s, job_id, page_id, ACTIVE, **cancelled):
                 _set_page(s, job_id, page_id, status=PageState.CANCELLED, finished_at=now)
             return None
-        claimable = (JobPage.state == PageState.QUEUED) | (
-            (JobPage.state == PageState.PROCESSING)
-            & (func.coalesce(JobPage.heartbeat_at, JobPage.started_at) < stale_before)
+        running = dict(
+            state=PageState.PROCESSING,
+            attempts=JobPage.attempts + 1,
+            worker=worker,
+            started_at=now,
+            heartbeat_at=now,
         )
-        moved = s.execute(
-            update(JobPage)
-            .where(this, claimable, JobPage.attempts < max_attempts)
-            .values(
-                state=PageState.PROCESSING,
-                attempts=JobPage.attempts + 1,
-                worker=worker,
-                started_at=now,
-                heartbeat_at=now,
-            )
-        ).rowcount
+        fresh = JobPage.attempts < max_attempts
+        stale = func.coalesce(JobPage.heartbeat_at, JobPage.started_at) < stale_before
+        moved = _move(s, job_id, page_id, [PageState.QUEUED], fresh, **running) or _move(
+            s, job_id, page_id, [PageState.PROCESSING], fresh & stale, **running
+        )
         if not moved:
             jp = s.get(JobPage, (job_id, page_id))
             if jp is None or jp.state not in ACTIVE or jp.attempts < max_attempts:
@@ -114,6 +106,26 @@ def claim_page(
             review_threshold=project.review_threshold,
             job_ocr_mode=job_ocr_mode,
         )
+
+
+def _move(
+    s: Any, job_id: str, page_id: int, sources: Any, cond: Any = None, **values: Any
+) -> str | None:
+    """Move the job page, if it is in one of ``sources`` (and ``cond`` holds), to
+    ``values["state"]``, and count the move on the job; the state it left, or None.
+
+    One conditional UPDATE per source state (the first one tried is where the page
+    usually is), so the counters know exactly what moved (:mod:`pagekit.store.counters`).
+    """
+    this = (JobPage.job_id == job_id) & (JobPage.page_id == page_id)
+    for src in sources:
+        where = this & (JobPage.state == src)
+        if cond is not None:
+            where = where & cond
+        if s.execute(update(JobPage).where(where).values(**values)).rowcount:
+            counters.moved(s, job_id, 1, src, values["state"])
+            return str(src)
+    return None
 
 
 def _set_page(s: Any, job_id: str, page_id: int, **values: Any) -> bool:
@@ -160,16 +172,8 @@ def finish_page(
     """
     now = utcnow()
     with store.write() as s:
-        moved = s.execute(
-            update(JobPage)
-            .where(
-                JobPage.job_id == job_id,
-                JobPage.page_id == page_id,
-                JobPage.state.in_(ACTIVE),
-            )
-            .values(state=state, finished_at=now, heartbeat_at=None)
-        ).rowcount
-        if not moved:
+        finished = dict(state=state, finished_at=now, heartbeat_at=None)
+        if not _move(s, job_id, page_id, (PageState.PROCESSING, PageState.QUEUED), **finished):
             return False
         mine = _set_page(
             s, job_id, page_id, status=state, error=error, finished_at=now, **(fields or {})
@@ -310,6 +314,7 @@ def requeue(store: Store, row: dict[str, Any], note: str | None) -> bool:
                 last_error=note if note else JobPage.last_error,
             )
         ).rowcount
+        counters.moved(s, row["job_id"], ok, row["state"], PageState.QUEUED)
         if ok:
             _set_page(s, *key, status=PageState.QUEUED, worker=None)
     return bool(ok)
@@ -325,6 +330,7 @@ def give_up(store: Store, row: dict[str, Any], note: str | None, error: str) -> 
             .where(_unchanged(row))
             .values(state=PageState.FAILED, finished_at=now, heartbeat_at=None, last_error=note)
         ).rowcount
+        counters.moved(s, row["job_id"], ok, row["state"], PageState.FAILED)
         if ok:
             _set_page(s, *key, status=PageState.FAILED, error=error, finished_at=now)
     return bool(ok)

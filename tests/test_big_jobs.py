@@ -1,0 +1,216 @@
+"""Big jobs: queued at once, sent by a worker, counted in the job row, safe when the
+broker fails half-way. Each runs on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import redis
+from conftest import need, new_project
+from sqlalchemy import func, select
+
+from pagekit import _pagegen as gen
+from pagekit import jobs, runtime
+from pagekit.broker import make_app
+from pagekit.client import Client
+from pagekit.config import Settings
+from pagekit.contract import ACTIVE, FINISHED, QUEUE, PageState
+from pagekit.errors import RuntimeUnavailable
+from pagekit.store import JobPage
+from pagekit.store import jobs as rows
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+BIG = jobs.INLINE_PAGES + 60  # a job its caller hands to a worker to send
+
+
+def text_layer_pdf(n: int, tag: str) -> bytes:
+    """n pages with a real text layer: processed in milliseconds, no OCR."""
+    return gen.text_pdf([f"Ledger {tag} page {i}: the tide book was signed." for i in range(n)])
+
+
+def add_text_pages(client: Client, project: dict, n: int, tag: str) -> list[int]:
+    [added] = client.add_pages(project, [(f"{tag}.pdf", text_layer_pdf(n, tag))])
+    assert len(added["page_ids"]) == n
+    return added["page_ids"]
+
+
+def page_rows(client: Client, task_id: str) -> dict[str, int]:
+    """The job's pages counted from their own rows (what the counters must agree with)."""
+    with client.store.read() as s:
+        found = dict(
+            s.execute(
+                select(JobPage.state, func.count())
+                .where(JobPage.job_id == task_id)
+                .group_by(JobPage.state)
+            ).all()
+        )
+    return {state: found.get(state, 0) for state in (*ACTIVE, *FINISHED)}
+
+
+def test_a_big_job_is_queued_at_once_and_every_page_runs_once(any_client: Client) -> None:
+    client = any_client
+    project = new_project(client)
+    ids = add_text_pages(client, project, BIG, "big")
+    job = client.process_pending(project)
+    assert job["total_pages"] == BIG and job["page_ids"] == ids  # in page order
+    final = client.wait(job["task_id"], progress=False, timeout=300)
+    assert final["status"] == "completed" and final["result"]["completed"] == BIG
+    assert [r["page_id"] for r in final["result"]["results"]] == ids
+    assert all(r["words"] and r["words"] > 0 for r in final["result"]["results"])
+    with client.store.read() as s:
+        attempts = s.scalars(select(JobPage.attempts).where(JobPage.job_id == job["task_id"]))
+        assert set(attempts) == {1}, "a page of the big job ran twice"
+
+
+def test_status_counts_never_drift_from_the_pages_under_redelivery_and_cancel(
+    any_client: Client,
+) -> None:
+    """The job row's counters move with each page, so after messages delivered twice and a
+    cancel racing the workers they still equal the pages' own rows."""
+    client = any_client
+    rng = random.Random(13)
+    for rnd in range(4):
+        project = new_project(client)
+        ids = add_text_pages(client, project, BIG, f"drift{rnd}")
+        job = client.process_pending(project)
+        jobs.send(client.app, job["task_id"], ids)  # every page's message again
+        if rnd:  # round 0 runs to the end; the others are cancelled while running
+            time.sleep(rng.uniform(0.2, 1.5))
+            client.cancel(job["task_id"])
+        final = client.wait(job["task_id"], progress=False, timeout=300)
+        result = final["result"]
+        counted = page_rows(client, job["task_id"])
+        assert counted[PageState.QUEUED] == counted[PageState.PROCESSING] == 0
+        assert result["completed"] == counted[PageState.COMPLETED], (rnd, result, counted)
+        assert result["failed"] == counted[PageState.FAILED], (rnd, result, counted)
+        assert result.get("cancelled", 0) == counted[PageState.CANCELLED], (rnd, counted)
+        assert sum(counted.values()) == result["total"] == BIG
+        if rnd == 0:
+            assert final["status"] == "completed" and result["completed"] == BIG
+        statuses = client.pages(project)["status"].value_counts().to_dict()
+        assert statuses == {k: v for k, v in counted.items() if v}, (rnd, statuses)
+
+
+# -- a broker that fails half-way ----------------------------------------------------------
+
+
+class CuttingProxy(threading.Thread):
+    """A TCP proxy to a Redis that, once ``after`` messages went through, drops its
+    connections and refuses new ones: a broker lost half-way through a job."""
+
+    def __init__(self, port: int, after: int):
+        super().__init__(daemon=True)
+        self.target, self.after, self.pushed = port, after, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.cut = threading.Event()
+
+    def run(self) -> None:
+        while not self.cut.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pipe, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, False), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, counting: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if counting:
+                    self.pushed += data.count(b"LPUSH")
+                    if self.pushed > self.after:
+                        self.cut.set()
+                        self.listener.close()
+                if self.cut.is_set():
+                    break
+                dst.sendall(data)
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def failing_broker(tmp_path: Path) -> Iterator[tuple[Celery, int]]:
+    """An app whose broker connection is lost after 40 messages, and the port of the Redis
+    behind it (where those messages stay: nothing consumes them)."""
+    need(runtime.redis_binary() is not None, "redis-server is needed for this test")
+    port = runtime._free_port()
+    proc = subprocess.Popen(
+        [runtime.redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            if runtime.redis_ping(f"redis://127.0.0.1:{port}/0"):
+                break
+            time.sleep(0.05)
+        proxy = CuttingProxy(port, after=40)
+        proxy.start()
+        yield make_app(Settings.from_env(), f"redis://127.0.0.1:{proxy.port}/0"), port
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def queued_messages(port: int) -> int:
+    return int(redis.Redis(port=port).llen(QUEUE))
+
+
+def test_a_broker_failing_half_way_through_sending_leaves_every_page_pending(
+    any_client: Client, failing_broker: tuple[Celery, int]
+) -> None:
+    """Sent by the caller: the claim is undone, so the pages are pending again (not stuck
+    in queued) and the user is told; the messages that did go out do nothing."""
+    client = any_client
+    failing, port = failing_broker
+    project = new_project(client)
+    ids = add_text_pages(client, project, jobs.INLINE_PAGES, "inline")
+    with pytest.raises(RuntimeUnavailable, match="broker is unreachable"):
+        jobs.enqueue(client.store, failing, project["project_id"])
+    sent = queued_messages(port)
+    assert 0 < sent < len(ids), f"the broker took {sent} of {len(ids)}: not half-way"
+    assert set(client.pages(project)["status"]) == {PageState.PENDING}
+    job = client.process_pending(project)  # on the working broker: every page, once
+    final = client.wait(job["task_id"], progress=False, timeout=120)
+    assert final["result"]["completed"] == len(ids)
+
+
+def test_pages_a_failed_dispatch_never_sent_are_sent_by_the_workers(
+    any_client: Client, failing_broker: tuple[Celery, int]
+) -> None:
+    """Sent by a worker: the pages it could not send stay queued with no message, and the
+    workers' watchdogs find them (nobody holds them, the queues are empty) and send them
+    again, with no client action; each page still runs once."""
+    client = any_client
+    failing, port = failing_broker
+    project = new_project(client)
+    ids = add_text_pages(client, project, BIG, "dispatch")
+    task_id, claimed, _ = rows.claim(
+        client.store, project["project_id"], None, [PageState.PENDING], "batch"
+    )
+    assert claimed == ids
+    with pytest.raises(Exception):  # noqa: B017  (whatever the broker's client raises)
+        jobs.dispatch(client.store, failing, task_id)
+    assert 0 < queued_messages(port) < BIG  # half-way; those are lost too
+    assert client.status(task_id)["status"] == "queued"
+    recovery = client.settings.heartbeat_timeout + 12 * client.settings.heartbeat_interval
+    final = client.wait(task_id, progress=False, timeout=recovery + 120)
+    assert final["status"] == "completed" and final["result"]["completed"] == BIG
+    with client.store.read() as s:
+        attempts = s.scalars(select(JobPage.attempts).where(JobPage.job_id == task_id))
+        assert set(attempts) == {1}
+    assert set(client.pages(project)["status"]) == {PageState.COMPLETED}
