@@ -62,11 +62,12 @@ from .validate import (
 # Multipart framing and the page_number field around the file; the file itself is
 # checked against max_upload_bytes exactly by ingest.
 FORM_OVERHEAD = 64 * 1024
-# Any other request body (JSON): a batch of BATCH_MAX page ids is ~110 KB, so 1 MiB is
-# ample, and a client cannot make the server read hundreds of MB of JSON.
-BODY_MAX = 1024 * 1024
+# Any other request body (JSON): a batch of BATCH_MAX page ids is about 1 MB (ids of up
+# to seven digits), so 2 MiB is ample, and a client cannot make the server read hundreds
+# of MB of JSON.
+BODY_MAX = 2 * 1024 * 1024
 UPLOAD_ROUTE = re.compile(r"^/projects/[^/]+/pages/?$")
-BATCH_MAX = 10_000
+BATCH_MAX = 100_000  # a whole big project in one call: it is queued at once
 TASK_ID_CHARS = set("0123456789abcdefABCDEF-")
 
 try:
@@ -893,6 +894,24 @@ def process_page(
 def process_batch(project_id: ProjectId, body: BatchIn, client: ClientDep) -> Any:
     """Queue pages of one project as one task (409 if any is already queued)."""
     return client.process_batch(project_id, body.page_ids, ocr_mode=body.ocr_mode)
+
+
+@router.post(
+    "/tasks/projects/{project_id}/process-pending",
+    response_model=BatchQueued,
+    tags=["tasks"],
+    responses=_errors(404, 422),
+)
+def process_pending(
+    project_id: ProjectId,
+    client: ClientDep,
+    ocr_mode: Annotated[
+        OcrMode | None, Query(description="For this task only, over the project's.")
+    ] = None,
+) -> Any:
+    """Queue every pending page of the project as one task ("Process All Pending"; 422
+    when none is pending). It returns at once, however many pages it queues."""
+    return client.process_pending(project_id, ocr_mode=ocr_mode)
 
 
 @router.get(

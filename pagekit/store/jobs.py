@@ -7,11 +7,12 @@ docs/design.md, "Every state change is one conditional UPDATE".
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy import func, insert, literal, select, text, update
 
 from ..contract import ACTIVE, PageState
 from ..errors import NoSuchPage, NoSuchProject, NoSuchTask, NothingToProcess, PageBusy
@@ -86,32 +87,53 @@ def _claim_in_states(s: Any, job_id: str, project_id: int, states: Sequence[str]
     return list(s.scalars(select(Page.id).where(mine).order_by(Page.page_number)))
 
 
+def _ordered_ids(s: Any) -> str:
+    """SQL for ``(pid, position)`` rows of the ``:ids`` array, position from 0 in its order."""
+    if s.get_bind().dialect.name == "postgresql":
+        return (
+            "SELECT pid, ord - 1 AS position "
+            "FROM unnest(CAST(:ids AS bigint[])) WITH ORDINALITY AS t(pid, ord)"
+        )
+    return "SELECT CAST(value AS INTEGER) AS pid, key AS position FROM json_each(:ids)"
+
+
+def _ids_param(s: Any, ids: list[int]) -> dict[str, Any]:
+    postgres = s.get_bind().dialect.name == "postgresql"
+    return {"ids": list(ids) if postgres else json.dumps(ids)}
+
+
 def _claim_these(s: Any, job_id: str, project_id: int, page_ids: list[int]) -> list[int]:
     """Claim exactly ``page_ids`` (all or none), in the caller's order."""
-    taken = 0
-    for at in range(0, len(page_ids), CHUNK):
-        chunk = page_ids[at : at + CHUNK]
-        taken += _take(
-            s,
-            job_id,
+    given = select(text("pid")).select_from(text(f"({_ordered_ids(s)}) AS given"))
+    taken = s.execute(
+        update(Page)
+        .where(
             Page.project_id == project_id,
-            Page.id.in_(chunk),
+            Page.id.in_(given.scalar_subquery()),
             Page.status.not_in(ACTIVE),
         )
+        .values(status=PageState.QUEUED, job_id=job_id, error=None),
+        _ids_param(s, page_ids),
+        execution_options={"synchronize_session": False},
+    ).rowcount
     if taken != len(page_ids):
         claimed = set(
             s.scalars(select(Page.id).where(Page.job_id == job_id, Page.status == PageState.QUEUED))
         )
         _refuse(s, project_id, page_ids, claimed)  # rolls back
-    now = utcnow()
-    for at in range(0, len(page_ids), CHUNK):
-        s.execute(
-            insert(JobPage),
-            [
-                {"job_id": job_id, "page_id": pid, "position": i, "queued_at": now}
-                for i, pid in enumerate(page_ids[at : at + CHUNK], start=at)
-            ],
-        )
+    # One INSERT ... SELECT over the ids passed as one array, positions from its order.
+    s.execute(
+        text(
+            "INSERT INTO job_pages (job_id, page_id, position, state, attempts, queued_at) "
+            f"SELECT :job, pid, position, :state, 0, :now FROM ({_ordered_ids(s)}) AS given"
+        ),
+        {
+            "job": job_id,
+            "state": PageState.QUEUED.value,
+            "now": utcnow(),
+            **_ids_param(s, page_ids),
+        },
+    )
     return page_ids
 
 
