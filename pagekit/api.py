@@ -900,7 +900,7 @@ def process_batch(project_id: ProjectId, body: BatchIn, client: ClientDep) -> An
     "/tasks/projects/{project_id}/process-pending",
     response_model=BatchQueued,
     tags=["tasks"],
-    responses=_errors(404, 422),
+    responses=_errors(404, 409, 422),
 )
 def process_pending(
     project_id: ProjectId,
@@ -909,8 +909,9 @@ def process_pending(
         OcrMode | None, Query(description="For this task only, over the project's.")
     ] = None,
 ) -> Any:
-    """Queue every pending page of the project as one task ("Process All Pending"; 422
-    when none is pending). It returns at once, however many pages it queues."""
+    """Queue every pending page of the project as one task ("Process All Pending"; 409
+    when none is pending, naming the task that took them). It returns at once, however
+    many pages it queues."""
     return client.process_pending(project_id, ocr_mode=ocr_mode)
 
 

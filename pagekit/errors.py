@@ -146,7 +146,7 @@ class NothingToProcess(PagekitError):
     """A request to process found no pages to queue."""
 
     exit_code = 0  # nothing to do is not a failure: the CLI says "nothing to process: ..."
-    http_status = 422
+    http_status = 409  # the project's current state (no pending page), not the request
 
 
 class PageNumberTaken(PagekitError):

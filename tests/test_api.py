@@ -125,6 +125,24 @@ def test_upload_queue_status_and_result_keep_the_seed_shapes(
     assert page["words"] >= 4 and page["engine"].startswith("tesseract")
 
 
+def test_process_pending_queues_every_pending_page_once_and_then_says_none_left(
+    api: TestClient, client: Client
+) -> None:
+    pid = new_project(client)["project_id"]
+    for i in range(3):
+        assert upload(api, pid, f"q{i}.png", page_png(f"pending page {i}")).status_code == 201
+    r = api.post(f"/tasks/projects/{pid}/process-pending")
+    assert r.status_code == 200, r.text
+    queued = r.json()
+    assert set(queued) == {"task_id", "status", "total_pages", "page_ids"}  # as process-batch
+    assert (queued["status"], queued["total_pages"], len(queued["page_ids"])) == ("queued", 3, 3)
+    again = api.post(f"/tasks/projects/{pid}/process-pending")  # a second user, same moment
+    assert again.status_code == 409, again.text
+    assert "no pending pages" in again.json()["detail"]
+    done = wait_done(api, queued["task_id"])
+    assert (done["status"], done["result"]["completed"]) == ("completed", 3)
+
+
 def test_batch_reports_progress_while_running_and_cancel_stops_it(
     api: TestClient, client: Client
 ) -> None:
