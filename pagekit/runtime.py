@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -308,6 +309,17 @@ def worker_command(
     ]
 
 
+def worker_name(settings: Settings) -> str:
+    """The embedded workers' node name: ``local-<6 hex of the home's path>``.
+
+    Unique per home, so two homes on one machine sharing a PostgreSQL database never
+    take each other's workers (heartbeats, held pages) for their own; stable across
+    restarts of the same home.
+    """
+    digest = hashlib.sha256(str(settings.home_abs).encode()).hexdigest()[:6]
+    return f"{WORKER_NAME}-{digest}"
+
+
 def worker_env(settings: Settings, broker_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(settings.as_env())
@@ -320,7 +332,7 @@ def _start_worker(settings: Settings, broker_url: str) -> dict[str, Any]:
     log_fd = _open_private(settings.runtime_dir / "worker.log", os.O_WRONLY | os.O_APPEND)
     with os.fdopen(log_fd, "ab") as log:
         proc = subprocess.Popen(
-            worker_command(settings.concurrency),
+            worker_command(settings.concurrency, f"{worker_name(settings)}@%h"),
             env=worker_env(settings, broker_url),
             cwd=Path.cwd(),
             umask=UMASK,  # the blobs and database files a worker creates are private

@@ -102,7 +102,7 @@ def test_doctor_names_the_fix_when_nothing_runs(tmp_path: Path) -> None:
 def test_celery_command_line_sees_pagekits_app(client: Client, runtime_home: Path) -> None:
     ping = run(runtime_home, "celery", "-A", "pagekit.celery_app", "inspect", "ping", timeout=60)
     assert ping.returncode == 0, ping.stderr
-    assert "local@" in ping.stdout and "pong" in ping.stdout
+    assert "local-" in ping.stdout and "pong" in ping.stdout
 
 
 # -- start-up: commands load lazily, settings are read when a command needs them ----------

@@ -402,7 +402,7 @@ def test_two_workers_with_different_host_names_share_one_batch(client: Client) -
         assert final["status"] == "completed" and final["result"]["completed"] == 8
         workers = set(client.pages(project).worker)
         assert "second@otherhost" in workers
-        assert any(w.startswith("local@") for w in workers), workers
+        assert any(w.startswith("local-") for w in workers), workers
     finally:
         os.killpg(second.pid, signal.SIGTERM)
         second.wait(timeout=30)
