@@ -400,7 +400,7 @@ class Client:
         try:
             name, data, is_upload = entry.load()
             out["source"] = name
-            pages = ingest.split(
+            pages = ingest.open_pages(
                 data,
                 name,
                 max_bytes=self.settings.max_upload_bytes,
@@ -423,7 +423,7 @@ class Client:
     def _insert_pages(
         self,
         project_id: int,
-        pages: list[ingest.IngestedPage],
+        pages: ingest.FilePages,
         page_number: int | None,
         out: dict[str, Any],
     ) -> None:
@@ -433,11 +433,41 @@ class Client:
         own: its bytes are stored once, each copy gets a row and a page number. A page whose
         bytes are already in the project from an earlier add is not stored again; it is
         reported in ``duplicates`` (page ids) and ``duplicate_of_numbers`` (page numbers).
+
+        The pages are made one at a time and their bytes stored as they come, before the
+        transaction: a 10,000-page PDF holds one page's bytes at a time, and the database's
+        write lock is held for the inserts alone. Under that lock each page's bytes are
+        checked again (a delete elsewhere may have removed the same bytes meanwhile) and
+        made again if gone. A file refused part way (a page that cannot be read, a page
+        number taken) leaves nothing: the bytes it stored and no page names are removed.
         """
-        keys = [p.sha256 for p in pages]
-        added, existing = self.store.add_file_pages(
-            project_id, pages, keys, page_number, self.blobs.put, out["source"]
-        )
+        made: list[ingest.IngestedPage] = []  # without their bytes
+        written: set[str] = set()  # keys whose bytes this add stored
+
+        def stored(page: ingest.IngestedPage, key: str) -> None:
+            if not self.blobs.exists(key):
+                again = pages.page(page.index)
+                if again.sha256 != key:  # never expected: making a page is deterministic
+                    raise IngestError(again.label, "the page read differently a second time")
+                self.blobs.put(again.data, key)
+
+        try:
+            for page in pages:
+                if not self.blobs.exists(page.sha256):
+                    written.add(page.sha256)
+                self.blobs.put(page.data, page.sha256)
+                made.append(page.without_data())
+            keys = [p.sha256 for p in made]
+            added, existing = self.store.add_file_pages(
+                project_id, made, keys, page_number, stored, out["source"]
+            )
+        except Exception as exc:
+            if written and not isinstance(exc, DatabaseUnavailable):
+                try:
+                    deletion.remove_unreferenced(self.store, written, self.blobs.delete)
+                except Exception as cleanup:  # the file is refused anyway; say what is left
+                    log.warning("%s: its stored pages were not removed: %s", out["source"], cleanup)
+            raise
         # The n-th copy of a page in this file matches the n-th copy in the project (or the
         # last), so adding a file again maps its pages one to one onto the first upload.
         dups: list[tuple[int, int, int]] = []  # (page in the file, page id, page number)
@@ -447,14 +477,14 @@ class Client:
                 copies = existing[key]
                 dups.append((index, *copies[min(seen[key], len(copies) - 1)]))
                 seen[key] += 1
-        out["page_ids"] = [page.id for page in added]
-        out["page_numbers"] = [page.page_number for page in added]
+        out["page_ids"] = [page_id for page_id, _ in added]
+        out["page_numbers"] = [number for _, number in added]
         out["duplicates"] = [page_id for _, page_id, _ in dups]
         out["duplicate_of_numbers"] = [number for _, _, number in dups]
         out["duplicate_file_pages"] = [index for index, _, _ in dups]
         out["status"] = "added" if added else "duplicate"
         if dups:
-            out["error"] = _duplicates_message(out["source"], len(pages), dups)
+            out["error"] = _duplicates_message(out["source"], len(made), dups)
 
     def pages(
         self,
@@ -753,15 +783,31 @@ class Client:
 
     # -- results --------------------------------------------------------------------------
 
-    def results(self, project: ProjectRef, *, needs_review: bool | None = None) -> pd.DataFrame:
+    def results(
+        self,
+        project: ProjectRef,
+        status: str | list[str] | None = None,
+        *,
+        needs_review: bool | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> pd.DataFrame:
         """One row per page with its text and every result field, then one column per
-        custom step output (``extra.<step>.<key>``, see :mod:`pagekit.reports`).
+        custom step output (``extra.<step>.<key>``, see :mod:`pagekit.reports`), in page
+        order.
 
-        ``needs_review=True`` keeps the pages flagged for review, ``False`` the others.
+        ``status`` and ``needs_review`` filter as in :meth:`pages`; ``limit`` rows (None:
+        all) from ``offset``, so a large project can be read a slice at a time. The store
+        is read in chunks of pages whatever the size.
         """
         from .reports import results_frame
 
-        return results_frame(self, project, needs_review=validate.review_flag(needs_review))
+        states = validate.page_states(status)
+        flag = validate.review_flag(needs_review)
+        limit, offset = validate.paging(limit, offset)
+        return results_frame(
+            self, project, needs_review=flag, states=states, limit=limit, offset=offset
+        )
 
     def export(self, project: ProjectRef, path: str | Path, format: str | None = None) -> Path:
         """Write the project's results to ``path`` (csv, jsonl, parquet, xlsx, zip)."""

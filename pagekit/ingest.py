@@ -1,8 +1,10 @@
 """Bytes or paths in, validated pages out.
 
 The type is sniffed from the bytes (never the name), limits are enforced before anything
-is decoded, PDFs are split into single-page PDFs (pypdf) and multi-page TIFFs into frames.
-A file is accepted whole or refused with one :class:`~pagekit.errors.IngestError`.
+is decoded, PDFs are split into single-page PDFs and multi-page TIFFs into frames. A file
+is accepted whole or refused with one :class:`~pagekit.errors.IngestError`. Its pages are
+made one at a time as they are taken (:func:`open_pages`), so a 10,000-page PDF never
+holds all its pages' bytes at once.
 
 A folder or a zip archive stands for its files (:func:`entries`), each added on its own:
 a folder's files in natural order, hidden ones skipped; an archive's members read one at
@@ -10,13 +12,15 @@ a time, each under the upload limit and all of them under ``ARCHIVE_EXPANSION`` 
 with names that point outside the archive refused (nothing is ever written under a
 member's name, but such a name is a sign of a hostile archive).
 
-Nothing here parses a PDF page's content: pypdf counts and splits pages without decoding
-content streams, so a small PDF whose content inflates to gigabytes costs the caller
-nothing. Workers open pages in PDFium under a memory cap (:mod:`pagekit.processing.pdf`).
+Nothing here parses a PDF page's content: pypdf reads the file's objects and a page is
+written out with the objects it reaches, content streams copied as stored, never decoded,
+so a small PDF whose content inflates to gigabytes costs the caller nothing. Workers open
+pages in PDFium under a memory cap (:mod:`pagekit.processing.pdf`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -25,13 +29,21 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-from pypdf import PdfReader, PdfWriter
-from pypdf.generic import NullObject
+from pypdf import PdfReader
+from pypdf.generic import (
+    ArrayObject,
+    DictionaryObject,
+    IndirectObject,
+    NameObject,
+    NullObject,
+    PdfObject,
+    StreamObject,
+)
 
 from .errors import (
     BadFileName,
@@ -67,6 +79,13 @@ class IngestedPage:
     index: int  # 0-based page or frame index in the file
     count: int  # pages or frames in the file
     sha256: str  # hex sha256 of data
+    size: int = 0  # len(data), kept by :meth:`without_data`
+
+    def without_data(self) -> IngestedPage:
+        """The same page, its bytes let go (they are stored: the rest goes to the database)."""
+        return IngestedPage(
+            b"", self.kind, self.mime, self.source, self.index, self.count, self.sha256, self.size
+        )
 
     @property
     def label(self) -> str:
@@ -520,13 +539,59 @@ def _refuse_bidi(name: str, fix: str) -> None:
 
 def _page(data: bytes, kind: str, mime: str, name: str, index: int, count: int) -> IngestedPage:
     sha = hashlib.sha256(data).hexdigest()
-    return IngestedPage(data, kind, mime, name, index, count, sha)
+    return IngestedPage(data, kind, mime, name, index, count, sha, len(data))
+
+
+class FilePages:
+    """One accepted file's pages, each made when it is taken: iterating a 10,000-page PDF
+    holds one page's bytes at a time, never all of them.
+
+    :func:`open_pages` has checked everything that can be checked without making the pages
+    (the name, the size, the type, that the file opens); making them may still raise the
+    :class:`~pagekit.errors.CorruptFile` that refuses the file (a page whose content is
+    lost, a truncated TIFF frame, a PDF with no pages), so the file is accepted only once
+    every page was made. :meth:`page` makes a page already taken once more, the same bytes.
+    """
+
+    def __init__(
+        self, name: str, kind: str, mime: str, count: int, make: Callable[[int], bytes]
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.mime = mime
+        self.count = count
+        self._make = make
+
+    def __iter__(self) -> Iterator[IngestedPage]:
+        for index in range(self.count):
+            yield self.page(index)
+
+    def page(self, index: int) -> IngestedPage:
+        """Page ``index`` (0-based) with its bytes."""
+        data = self._make(index)
+        return _page(data, self.kind, self.mime, self.name, index, self.count)
 
 
 def split(
     data: bytes, name: str, *, max_bytes: int, max_pixels: int, is_upload: bool = True
 ) -> list[IngestedPage]:
-    """Validate one file and split it into pages; raises one IngestError, never returns []."""
+    """Validate one file and split it into pages; raises one IngestError, never returns [].
+
+    Every page's bytes at once: :func:`open_pages` makes them one at a time.
+    """
+    pages = list(
+        open_pages(data, name, max_bytes=max_bytes, max_pixels=max_pixels, is_upload=is_upload)
+    )
+    if any(p.count != len(pages) for p in pages):  # a PDF that declares another count
+        pages = [replace(p, count=len(pages)) for p in pages]
+    return pages
+
+
+def open_pages(
+    data: bytes, name: str, *, max_bytes: int, max_pixels: int, is_upload: bool = True
+) -> FilePages:
+    """Validate one file and open it as pages, made as they are taken (:class:`FilePages`);
+    raises one IngestError."""
     if is_upload:
         check_name(name)
     else:  # a local file's name is the user's own: refuse only what misleads the eye
@@ -543,18 +608,18 @@ def split(
             f"supported: {SUPPORTED}",
         )
     if mime == "application/pdf":
-        return _split_pdf(data, name)
-    return _split_image(data, mime, name, max_pixels)
+        return _open_pdf(data, name)
+    return _open_image(data, mime, name, max_pixels)
 
 
-def _split_image(data: bytes, mime: str, name: str, max_pixels: int) -> list[IngestedPage]:
+def _open_image(data: bytes, mime: str, name: str, max_pixels: int) -> FilePages:
     img = images.open_image(data, name, max_pixels)
     frames = getattr(img, "n_frames", 1) if mime == "image/tiff" else 1
     if frames <= 1:
         images.decode(img, name)  # catch truncation now, not on a worker
-        return [_page(data, "image", mime, name, 0, 1)]
-    pages = []
-    for index in range(frames):
+        return FilePages(name, "image", mime, 1, lambda _index: data)
+
+    def frame_png(index: int) -> bytes:
         source = f"{name} frame {index + 1}"
         try:
             img.seek(index)
@@ -570,11 +635,12 @@ def _split_image(data: bytes, mime: str, name: str, max_pixels: int) -> list[Ing
         buf = io.BytesIO()
         dpi = img.info.get("dpi")
         frame.save(buf, "PNG", **({"dpi": dpi} if dpi else {}))
-        pages.append(_page(buf.getvalue(), "image", "image/png", name, index, frames))
-    return pages
+        return buf.getvalue()
+
+    return FilePages(name, "image", "image/png", frames, frame_png)
 
 
-def _split_pdf(data: bytes, name: str) -> list[IngestedPage]:
+def _open_pdf(data: bytes, name: str) -> FilePages:
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
@@ -584,42 +650,332 @@ def _split_pdf(data: bytes, name: str) -> list[IngestedPage]:
                 opened = 0
             if not opened:
                 raise EncryptedPDF(name, f"the PDF needs a password; {_DECRYPT_HINT}")
-        count = len(reader.pages)
+        tree = reader.root_object.get("/Pages", NullObject()).get_object()
+        if not isinstance(tree, DictionaryObject):
+            raise ValueError("Invalid object in /Pages")
     except IngestError:
         raise
     except Exception as exc:
-        raise CorruptFile(
-            name, f"PDF cannot be read ({type(exc).__name__}: {exc}); {_REPAIR_HINT}"
-        ) from None
-    if count == 0:
-        raise CorruptFile(name, f"the PDF has no pages; {_REPAIR_HINT}")
-    return [
-        _page(_pdf_page(reader, i, name), "pdf", "application/pdf", name, i, count)
-        for i in range(count)
-    ]
+        raise _unreadable(name, exc) from None
+    return _PdfPages(reader, tree, name)
 
 
-def _pdf_page(reader: PdfReader, index: int, name: str) -> bytes:
-    """Page ``index`` as a one-page PDF (content streams are copied, never decoded)."""
+def _unreadable(name: str, exc: Exception) -> CorruptFile:
+    return CorruptFile(name, f"PDF cannot be read ({type(exc).__name__}: {exc}); {_REPAIR_HINT}")
+
+
+# A page tree is walked as pypdf's reader walks it, within the same limits: deeper than
+# this is refused, and so is a tree of more entries (pages and nodes), e.g. a small file
+# that lists one page a million times.
+TREE_DEPTH_MAX = 100
+TREE_ENTRIES_MAX = 100_000
+# What a page takes from the nodes above it when it does not say it itself.
+_INHERITED = tuple(NameObject(k) for k in ("/Resources", "/MediaBox", "/CropBox", "/Rotate"))
+# Pages made between two clears of the reader's cache of parsed objects.
+_CACHE_PAGES = 100
+
+
+class _PdfPages(FilePages):
+    """A PDF's pages, found by walking its page tree as they are taken. What the reader
+    parsed for a page is let go soon after, so a PDF takes the same memory whatever its
+    number of pages; ``count`` is the declared number until every page was taken."""
+
+    def __init__(self, reader: PdfReader, tree: DictionaryObject, name: str) -> None:
+        declared = tree.get("/Count")
+        count = int(declared) if isinstance(declared, int) and declared > 0 else 1
+        super().__init__(name, "pdf", "application/pdf", count, self._again)
+        self.reader = reader
+        self.tree = tree
+        self.header = _pdf_header(reader)
+        # Each page taken: its reference (or the page itself, when written inline in the
+        # tree) and what it inherits: what making it again needs.
+        self.found: list[tuple[Any, dict[str, Any]]] = []
+
+    def __iter__(self) -> Iterator[IngestedPage]:
+        self.found = []
+        for node, ref, inherited in _page_tree(self.tree, self.name):
+            index = len(self.found)
+            self.found.append((node if ref is None else ref, inherited))
+            data = _pdf_page(self.reader, node, ref, inherited, self.name, index, self.header)
+            yield _page(data, self.kind, self.mime, self.name, index, self.count)
+            if index % _CACHE_PAGES == _CACHE_PAGES - 1:
+                self.reader.resolved_objects.clear()  # parsed again when needed again
+        if not self.found:
+            raise CorruptFile(self.name, f"the PDF has no pages; {_REPAIR_HINT}")
+        self.count = len(self.found)
+
+    def _again(self, index: int) -> bytes:
+        target, inherited = self.found[index]
+        ref = target if isinstance(target, IndirectObject) else None
+        node = target.get_object()
+        return _pdf_page(self.reader, node, ref, inherited, self.name, index, self.header)
+
+
+def _page_tree(
+    tree: DictionaryObject, name: str
+) -> Iterator[tuple[Any, IndirectObject | None, dict[str, Any]]]:
+    """``(page, its reference or None, what it inherits)`` for every page under ``tree``,
+    in order, as pypdf's reader finds them: a node without /Type is a page unless it has
+    /Kids; an entry that is not a dictionary, or is empty, is skipped. A cycle, a tree
+    deeper than ``TREE_DEPTH_MAX`` or of more than ``TREE_ENTRIES_MAX`` entries refuses
+    the file. The nodes on the way are held here: the reader's cache may be cleared."""
+    try:
+        entries = 0
+        root = _node_key(tree, getattr(tree, "indirect_reference", None))
+        stack = [_enter(tree, {}, frozenset({root}))]  # (inherited, kids, ancestors' keys)
+        while stack:
+            inherit, kids, ancestors = stack[-1]
+            for kid in kids:
+                node = kid.get_object()
+                if not isinstance(node, DictionaryObject) or not node:
+                    continue  # damaged files list other things; an empty page is none
+                ref = kid if isinstance(kid, IndirectObject) else None
+                key = _node_key(node, ref)
+                if key in ancestors:
+                    raise ValueError("Detected cyclic page references.")
+                entries += 1
+                if entries > TREE_ENTRIES_MAX:
+                    raise ValueError(f"the page tree has over {TREE_ENTRIES_MAX} entries")
+                if "/Type" in node:
+                    kind = node["/Type"]
+                else:  # as pypdf: a page, unless it lists kids
+                    kind = "/Pages" if "/Kids" in node else "/Page"
+                if kind == "/Pages":
+                    if len(stack) >= TREE_DEPTH_MAX:
+                        raise ValueError(f"the page tree is over {TREE_DEPTH_MAX} levels deep")
+                    stack.append(_enter(node, inherit, ancestors | {key}))
+                    break
+                if kind == "/Page":
+                    yield node, ref, inherit
+            else:
+                stack.pop()
+    except IngestError:
+        raise
+    except Exception as exc:
+        raise _unreadable(name, exc) from None
+
+
+def _enter(
+    node: DictionaryObject, inherit: dict[str, Any], ancestors: frozenset[Any]
+) -> tuple[dict[str, Any], Iterator[Any], frozenset[Any]]:
+    """A node of the page tree to walk: what its pages inherit (its own attributes over
+    its ancestors'), and its kids."""
+    inherit = {**inherit, **{key: node[key] for key in _INHERITED if key in node}}
+    kids = node.get("/Kids", ArrayObject()).get_object()
+    if isinstance(kids, NullObject):
+        kids = ArrayObject()
+    elif not isinstance(kids, ArrayObject):
+        raise ValueError(f"Expected /Kids to be an array, got {type(kids).__name__}.")
+    return inherit, iter(list(kids)), ancestors
+
+
+def _node_key(node: DictionaryObject, ref: IndirectObject | None) -> tuple[str, int]:
+    """A node's identity that outlives the reader's cache: its object number if it has one."""
+    return ("ref", ref.idnum) if ref is not None else ("id", id(node))
+
+
+# The versions a page's header may say: its file's, and at least 1.3.
+_PDF_VERSIONS = (b"%PDF-1.3", b"%PDF-1.4", b"%PDF-1.5", b"%PDF-1.6", b"%PDF-1.7", b"%PDF-2.0")
+
+
+def _pdf_header(reader: PdfReader) -> bytes:
+    """A page's ``%PDF-1.x`` line: the file's own version (its first bytes), at least 1.3."""
+    try:
+        head = reader.pdf_header.encode()
+    except Exception:  # unreadable first bytes: the lowest version
+        head = b""
+    return head if head in _PDF_VERSIONS else _PDF_VERSIONS[0]
+
+
+def _pdf_page(
+    reader: PdfReader,
+    node: DictionaryObject,
+    ref: IndirectObject | None,
+    inherited: dict[str, Any],
+    name: str,
+    index: int,
+    header: bytes,
+) -> bytes:
+    """A page of ``reader`` as a one-page PDF (content streams are copied, never decoded).
+
+    ``node`` is the page's dictionary in the file; the attributes it does not set itself
+    come from ``inherited``, after its own (as pypdf's reader orders them).
+    """
     source = f"{name} page {index + 1}"
     try:
-        page = reader.pages[index]
-        contents = page.get("/Contents")
+        page = [*node.items(), *((k, v) for k, v in inherited.items() if k not in node)]
+        contents = node.get("/Contents")
         parts = contents.get_object() if contents is not None else []
         if not isinstance(parts, list):
             parts = [parts]
-        # A damaged file can lose a page's content object; pypdf would write a blank page.
+        # A damaged file can lose a page's content object; it would make a blank page.
         if any(part is None or isinstance(part.get_object(), NullObject) for part in parts):
             raise CorruptFile(source, f"the page's content is missing; {_REPAIR_HINT}")
-        writer = PdfWriter()
-        writer.add_page(page)
-        buf = io.BytesIO()
-        writer.write(buf)
-        out = buf.getvalue()
+        return _PagePdf(reader, page, ref).write(header)
     except IngestError:
         raise
     except Exception as exc:
         raise CorruptFile(
             source, f"page cannot be read ({type(exc).__name__}: {exc}); {_REPAIR_HINT}"
         ) from None
-    return out
+
+
+# -- one page as a PDF of its own -------------------------------------------------------------
+
+# Keys left out wherever they are in what the page reaches: the page tree the page hangs
+# in (the copy has its own) and its entry in the document's structure tree (not copied).
+_DROPPED = frozenset({"/Parent", "/StructParents"})
+# A reference to one of these is written as null: another page (a link to page 7 would
+# copy page 7, and its links the pages they point to), the page tree, the catalog.
+_NOT_FOLLOWED = frozenset({"/Page", "/Pages", "/Catalog"})
+# The objects every page file starts with: its info, page tree and catalog; then the page.
+_HEAD_OBJECTS = (
+    b"1 0 obj\n<<\n/Producer (pypdf)\n>>\nendobj\n",
+    b"2 0 obj\n<<\n/Type /Pages\n/Count 1\n/Kids [ 4 0 R ]\n>>\nendobj\n",
+    b"3 0 obj\n<<\n/Type /Catalog\n/Pages 2 0 R\n>>\nendobj\n",
+)
+_PAGE_NUMBER = 4
+
+
+class _PagePdf:
+    """One page of a :class:`PdfReader`, its dictionary's ``items`` given (inherited
+    attributes included), written as a PDF file of its own.
+
+    The file is laid out as pypdf's ``PdfWriter`` (7.x) lays out a one-page file: the same
+    object numbers (in the order a depth-first walk from the page first reaches each
+    object), the same syntax, so a page reads the same bytes as it did when pagekit used
+    it, and adding a file again finds its pages already there. Unlike it, references to
+    other pages become null instead of copying them. Streams are copied as stored (never
+    decoded), and dropped from the reader's cache once written: a large scan's images are
+    not all kept there (a stream two pages share is read twice).
+    """
+
+    def __init__(self, reader: PdfReader, items: list[tuple[Any, Any]], own: Any) -> None:
+        self.reader = reader
+        self.items = [(k, v) for k, v in items if k not in _DROPPED]
+        self.numbers: dict[int, int] = {}  # object number in the file: here (0: null)
+        self.objects: list[PdfObject] = []  # objects 5, 6, ...: in the order reached
+        if own is not None:
+            self.numbers[own.idnum] = _PAGE_NUMBER
+        self._number()
+
+    def _number(self) -> None:
+        """Number what the page reaches, depth first and in order, as pypdf's clone does
+        (a stack of iterators, not recursion: a long chain of objects is not too deep).
+
+        An object of the file that the page holds as a value rather than by reference (an
+        attribute inherited from the page tree) is numbered too, and written both in place
+        and as an object of its own, as pypdf does.
+        """
+        stack: list[Iterator[Any]] = [(v for _, v in self.items)]
+        while stack:
+            for value in stack[-1]:
+                ref = getattr(value, "indirect_reference", None)
+                if isinstance(ref, IndirectObject):
+                    if ref.idnum in self.numbers:
+                        continue
+                    target = value.get_object() if value is ref else value
+                    if value is ref and (
+                        target is None
+                        or isinstance(target, NullObject)
+                        or (
+                            isinstance(target, DictionaryObject)
+                            and target.get("/Type") in _NOT_FOLLOWED
+                        )
+                    ):
+                        self.numbers[ref.idnum] = 0
+                        continue
+                    self.objects.append(target)
+                    self.numbers[ref.idnum] = _PAGE_NUMBER + len(self.objects)
+                    stack.append(self._inside(target))
+                    break
+                if isinstance(value, (DictionaryObject, ArrayObject)):
+                    stack.append(self._inside(value))
+                    break
+            else:
+                stack.pop()
+
+    @staticmethod
+    def _inside(obj: Any) -> Iterator[Any]:
+        if isinstance(obj, DictionaryObject):
+            return (v for k, v in obj.items() if k not in _DROPPED)
+        if isinstance(obj, ArrayObject):
+            return iter(obj)
+        return iter(())
+
+    def write(self, header: bytes) -> bytes:
+        """The file: ``header`` (``%PDF-1.x``), the objects, the cross-reference table."""
+        out = io.BytesIO()
+        out.write(header + b"\n%\xe2\xe3\xcf\xd3\n")
+        offsets = []
+        for head in _HEAD_OBJECTS:
+            offsets.append(out.tell())
+            out.write(head)
+        try:
+            offsets.append(out.tell())
+            out.write(b"%d 0 obj\n" % _PAGE_NUMBER)
+            self._dict(out, self.items, b"/Parent 2 0 R\n")  # its own page tree, last
+            out.write(b"\nendobj\n")
+            for number, obj in enumerate(self.objects, _PAGE_NUMBER + 1):
+                offsets.append(out.tell())
+                out.write(b"%d 0 obj\n" % number)
+                if isinstance(obj, StreamObject):
+                    data = obj._data  # as stored (still encoded)
+                    items = [(k, v) for k, v in obj.items() if k not in _DROPPED and k != "/Length"]
+                    self._dict(out, items, b"/Length %d\n" % len(data))
+                    out.write(b"\nstream\n")
+                    out.write(data)
+                    out.write(b"\nendstream")
+                else:
+                    self._value(out, obj)
+                out.write(b"\nendobj\n")
+        finally:
+            for obj in self.objects:  # a large page's images are not kept
+                ref = obj.indirect_reference
+                if isinstance(obj, StreamObject) and ref is not None:
+                    self.reader.resolved_objects.pop((ref.generation, ref.idnum), None)
+        xref = out.tell()
+        out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(offsets) + 1))
+        out.write(b"".join(b"%010d 00000 n \n" % offset for offset in offsets))
+        out.write(b"trailer\n<<\n/Size %d\n/Root 3 0 R\n/Info 1 0 R\n>>\n" % (len(offsets) + 1))
+        out.write(b"startxref\n%d\n%%%%EOF\n" % xref)
+        return out.getvalue()
+
+    def _dict(self, out: IO[bytes], items: list[tuple[Any, Any]], last: bytes = b"") -> None:
+        out.write(b"<<\n")
+        for key, value in items:
+            if len(key) > 2 and key[1] == "%" and key[-1] == "%":
+                continue  # pypdf's own bookkeeping, never written
+            out.write(_name(key))
+            out.write(b" ")
+            self._value(out, value)
+            out.write(b"\n")
+        out.write(last + b">>")
+
+    def _value(self, out: IO[bytes], obj: Any) -> None:
+        if isinstance(obj, IndirectObject):
+            number = self.numbers.get(obj.idnum, 0)
+            out.write(b"%d 0 R" % number if number else b"null")
+        elif isinstance(obj, NameObject):
+            out.write(_name(obj))
+        elif isinstance(obj, StreamObject):  # the spec allows streams only as objects
+            ref = getattr(obj, "indirect_reference", None)
+            number = self.numbers.get(ref.idnum, 0) if isinstance(ref, IndirectObject) else 0
+            if not number:
+                raise ValueError("a stream that is not an indirect object")
+            out.write(b"%d 0 R" % number)
+        elif isinstance(obj, DictionaryObject):
+            self._dict(out, [(k, v) for k, v in obj.items() if k not in _DROPPED])
+        elif isinstance(obj, ArrayObject):
+            out.write(b"[")
+            for item in obj:
+                out.write(b" ")
+                self._value(out, item)
+            out.write(b" ]")
+        else:
+            obj.write_to_stream(out)
+
+
+@functools.lru_cache(maxsize=4096)
+def _name(name: NameObject) -> bytes:
+    return name.renumber()  # escapes what a name cannot hold as it is (#xx)

@@ -55,6 +55,8 @@ __all__ = ["RESULT_COLUMNS", "JOB_COLUMNS", "FORMATS", "export", "extra_columns"
 
 # Pages read from the store per round trip by every export.
 CHUNK = 500
+# ... and by results(), which holds every row in its frame anyway: fewer round trips.
+FRAME_CHUNK = 2000
 
 
 def flatten_extra(extra: dict[str, Any] | None) -> dict[str, Any]:
@@ -92,20 +94,38 @@ def iter_results(
     chunk: int | None = None,
     *,
     needs_review: bool | None = None,
+    states: list[PageState] | None = None,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> Iterator[list[dict]]:
     """Chunks of result rows in page order (keyset pagination: constant memory).
 
     A row has the keys of ``RESULT_COLUMNS`` and the ``extra.*`` step columns that page has
-    values for; ``needs_review`` keeps only pages flagged (True) or not (False).
+    values for; ``needs_review`` keeps only pages flagged (True) or not (False), ``states``
+    the pages in those states; ``limit`` rows (None: all) from ``offset``.
     """
     chunk = chunk or CHUNK
     pid = client.store.project(project).id
     last = None
-    while rows := reporting.result_rows(
-        client.store, pid, after=last, limit=chunk, needs_review=needs_review
-    ):
+    while limit is None or limit > 0:
+        size = chunk if limit is None else min(chunk, limit)
+        rows = reporting.result_rows(
+            client.store,
+            pid,
+            after=last,
+            limit=size,
+            needs_review=needs_review,
+            states=states,
+            offset=offset if last is None else 0,
+        )
+        if not rows:
+            return
         last = rows[-1]["page_number"]
+        if limit is not None:
+            limit -= len(rows)
         yield [_flat(r) for r in rows]
+        if len(rows) < size:
+            return
 
 
 def _kind(seen: set[type]) -> str:
@@ -138,15 +158,54 @@ def extra_columns(
     return {column: _kind(types) for column, types in seen.items()}
 
 
+# A step value a page does not have: NaN, as pandas gives a key a row's dict lacks.
+_MISSING = float("nan")
+
+
 def results_frame(
-    client: Client, project: ProjectRef, *, needs_review: bool | None = None
+    client: Client,
+    project: ProjectRef,
+    *,
+    needs_review: bool | None = None,
+    states: list[PageState] | None = None,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> pd.DataFrame:
-    """One row per page: ``RESULT_COLUMNS``, then the ``extra.*`` step columns."""
+    """One row per page: ``RESULT_COLUMNS``, then the ``extra.*`` step columns.
+
+    Read in chunks, each turned into columns as it comes: a chunk's rows are the only
+    rows held at a time, beside the columns of the frame being made.
+    """
     import pandas as pd
 
-    rows = [r for chunk in iter_results(client, project, needs_review=needs_review) for r in chunk]
-    steps = dict.fromkeys(k for r in rows for k in r if k.startswith(EXTRA_PREFIX))
-    return pd.DataFrame(rows, columns=[*RESULT_COLUMNS, *steps])
+    columns: dict[str, list[Any]] = {name: [] for name in RESULT_COLUMNS}
+    steps: dict[str, list[Any]] = {}  # in the order pages first show them
+    rows = 0
+    for part in iter_results(
+        client,
+        project,
+        FRAME_CHUNK,
+        needs_review=needs_review,
+        states=states,
+        limit=limit,
+        offset=offset,
+    ):
+        for name, values in columns.items():
+            values.extend([r[name] for r in part])
+        found = dict.fromkeys(
+            key
+            for r in part
+            if len(r) > len(RESULT_COLUMNS)  # its own step columns after the others
+            for key in r
+            if key.startswith(EXTRA_PREFIX)
+        )
+        for name in found:
+            steps.setdefault(name, [_MISSING] * rows)
+        for name, values in steps.items():
+            values.extend([r.get(name, _MISSING) for r in part] if name in found else
+                          [_MISSING] * len(part))  # fmt: skip
+        rows += len(part)
+    return pd.DataFrame({**columns, **steps}, columns=[*RESULT_COLUMNS, *steps])
 
 
 def jobs_frame(

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Select, func, select
 
-from ..contract import ACTIVE, FINISHED, PageState
+from ..contract import ACTIVE, FINISHED, RESULT_COLUMNS, PageState
 from . import Job, JobPage, Page, Store, page_filter
 
 # Rows fetched per round trip when a query is streamed.
@@ -61,6 +61,18 @@ def result_row(p: Page) -> dict[str, Any]:
     }
 
 
+def _result_column(name: str) -> Any:
+    if name == "page_id":
+        return Page.id.label(name)
+    if name == "seconds":  # read in SQL: no page's timings are decoded
+        return Page.timings["total"].as_float().label(name)
+    return getattr(Page, name)
+
+
+# What result_row() makes, read as columns: RESULT_COLUMNS by name, then ``extra``.
+_RESULT_SELECT = [*(_result_column(name) for name in RESULT_COLUMNS), Page.extra]
+
+
 def result_rows(
     store: Store,
     project_id: int,
@@ -68,12 +80,20 @@ def result_rows(
     after: int | None = None,
     limit: int = 500,
     needs_review: bool | None = None,
+    states: list[PageState] | None = None,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Up to ``limit`` result rows with page numbers above ``after``, in page order;
-    ``needs_review`` keeps only the pages flagged (True) or not flagged (False)."""
-    q = select(Page).where(*page_filter(project_id, needs_review=needs_review))
-    with store.read() as s:
-        return [result_row(p) for p in s.scalars(page_chunk(q, after=after, limit=limit))]
+    """Up to ``limit`` result rows (as :func:`result_row` makes them) with page numbers
+    above ``after``, in page order, the first ``offset`` of them skipped; ``states`` and
+    ``needs_review`` keep the pages in those states, flagged (True) or not (False)."""
+    q = select(*_RESULT_SELECT).where(*page_filter(project_id, states, needs_review))
+    q = page_chunk(q, after=after, limit=limit)
+    if offset:
+        q = q.offset(offset)
+    with store.read() as s:  # rows, not Page objects: a chunk of 500 costs no ORM upkeep
+        result = s.connection().execute(q)
+        keys = list(result.keys())
+        return [dict(zip(keys, row, strict=True)) for row in result.all()]
 
 
 def iter_extras(
