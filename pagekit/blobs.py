@@ -20,6 +20,8 @@ from .errors import NotFound
 
 log = logging.getLogger(__name__)
 
+_HEX = frozenset("0123456789abcdef")
+
 
 class BlobStore:
     """Storage of bytes keyed by their sha256: written once, removed when unused."""
@@ -28,7 +30,7 @@ class BlobStore:
         self.root = Path(root)
 
     def _path(self, key: str) -> Path:
-        if len(key) != 64 or not all(c in "0123456789abcdef" for c in key):
+        if len(key) != 64 or not _HEX.issuperset(key):
             raise ValueError(f"not a sha256 key: {key!r}")
         return self.root / key[:2] / key[2:]
 

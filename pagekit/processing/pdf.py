@@ -1,10 +1,12 @@
 """PDF pages through pypdfium2: open, read the text layer, render.
 
-Workers call PDFium only in a child process under a memory cap (:func:`capped`).
+Workers call PDFium only in a child process under a memory cap: one long-lived helper
+per worker process (:func:`served`), or a child per call (:func:`capped`).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from time import perf_counter
@@ -176,27 +178,69 @@ def capped(
         meta, blobs = _sandbox.run_capped(
             lambda: _to_wire(fn(*args, **kw)), memory_mb=memory_mb, cpu_seconds=time_limit
         )
-        return _from_wire(meta, blobs)  # type: ignore[return-value]
-    except _sandbox.ChildFailed as exc:
+    except (_sandbox.ChildFailed, _sandbox.ChildDied) as exc:
+        raise _failure(exc, source, memory_mb, time_limit) from None
+    return _from_wire(meta, blobs)  # type: ignore[return-value]
+
+
+# What the helper may be asked to run, by name: the request is JSON, not code.
+_SERVED: dict[str, Callable[..., PageRead | Image.Image]] = {
+    "read_page": read_page,
+    "render_page": render_page,
+}
+
+
+def _serve(meta: dict[str, Any], blobs: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
+    """In the helper: ``meta["call"](page bytes, source, **meta["kw"])``, ready for the pipe."""
+    return _to_wire(_SERVED[meta["call"]](blobs[0], meta["source"], **meta["kw"]))
+
+
+_helper = _sandbox.Helper(_serve)
+
+
+def served(
+    fn: Callable[..., T], data: bytes, source: str, *, memory_mb: int, time_limit: int, **kw: Any
+) -> T:
+    """``fn(data, source, **kw)`` (:func:`read_page` or :func:`render_page`) as :func:`capped`
+    does, in this process's long-lived helper child: a worker forks once, not per page,
+    and PDFium stays warm. Other threads than the main one get a child per call."""
+    if _SERVED.get(fn.__name__) is not fn:
+        raise ValueError(f"{fn.__name__} is not one of the helper's calls: {sorted(_SERVED)}")
+    if threading.current_thread() is not threading.main_thread():
+        return capped(
+            fn, data, source, source=source, memory_mb=memory_mb, time_limit=time_limit, **kw
+        )
+    request = {"call": fn.__name__, "source": source, "kw": kw}
+    try:
+        meta, blobs = _helper.call(request, [data], memory_mb=memory_mb, cpu_seconds=time_limit)
+    except (_sandbox.ChildFailed, _sandbox.ChildDied) as exc:
+        raise _failure(exc, source, memory_mb, time_limit) from None
+    return _from_wire(meta, blobs)  # type: ignore[return-value]
+
+
+def _failure(
+    exc: _sandbox.ChildFailed | _sandbox.ChildDied, source: str, memory_mb: int, time_limit: int
+) -> ProcessingError:
+    """What a child's failure or death means for the page, and the fix."""
+    if isinstance(exc, _sandbox.ChildFailed):
         if exc.kind == "pagekit":
-            raise ProcessingError(str(exc)) from None
-        raise ProcessingError(
+            return ProcessingError(str(exc))
+        return ProcessingError(
             f"{source}: unexpected {exc.kind}: {exc}; re-export the page, and report this "
             "if it persists"
-        ) from None
-    except _sandbox.ChildDied as exc:
-        if exc.why == "memory":
-            raise ProcessingError(
-                f"{source}: page needs more than {memory_mb} MB to render "
-                "(PAGEKIT_PAGE_MEMORY_MB) and was stopped; its content may be a decompression "
-                "bomb: re-export the page, or raise PAGEKIT_PAGE_MEMORY_MB on the workers"
-            ) from None
-        if exc.why == "time":
-            raise ProcessingError(
-                f"{source}: rendering took longer than {time_limit} s of CPU "
-                "(PAGEKIT_PAGE_TIME_LIMIT) and was stopped; re-export the page, or raise "
-                "PAGEKIT_PAGE_TIME_LIMIT on the workers"
-            ) from None
-        raise ProcessingError(
-            f"{source}: PDFium crashed on the page ({exc}); re-export or re-scan the page"
-        ) from None
+        )
+    if exc.why == "memory":
+        return ProcessingError(
+            f"{source}: page needs more than {memory_mb} MB to render "
+            "(PAGEKIT_PAGE_MEMORY_MB) and was stopped; its content may be a decompression "
+            "bomb: re-export the page, or raise PAGEKIT_PAGE_MEMORY_MB on the workers"
+        )
+    if exc.why == "time":
+        return ProcessingError(
+            f"{source}: rendering took longer than {time_limit} s of CPU "
+            "(PAGEKIT_PAGE_TIME_LIMIT) and was stopped; re-export the page, or raise "
+            "PAGEKIT_PAGE_TIME_LIMIT on the workers"
+        )
+    return ProcessingError(
+        f"{source}: PDFium crashed on the page ({exc}); re-export or re-scan the page"
+    )

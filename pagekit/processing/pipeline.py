@@ -115,21 +115,16 @@ class _Run:
         """For custom steps: the page image, rendered on demand for text-layer PDF pages."""
         if self.image is None:
             inp = self.inp
-            self.image = self.pdfium(pdf.render_page, inp.render_dpi, inp.max_image_pixels)
+            self.image = self.pdfium(
+                pdf.render_page, dpi=inp.render_dpi, max_pixels=inp.max_image_pixels
+            )
         return self.image
 
-    def pdfium(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
-        """``fn(page data, source, *args, **kw)`` in a child process under the memory cap."""
+    def pdfium(self, fn: Callable[..., T], **kw: Any) -> T:
+        """``fn(page data, source, **kw)`` in the PDFium child, under the memory cap."""
         inp = self.inp
-        return pdf.capped(
-            fn,
-            inp.data,
-            inp.source,
-            *args,
-            source=inp.source,
-            memory_mb=inp.memory_mb,
-            time_limit=inp.time_limit,
-            **kw,
+        return pdf.served(
+            fn, inp.data, inp.source, memory_mb=inp.memory_mb, time_limit=inp.time_limit, **kw
         )
 
 
