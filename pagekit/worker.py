@@ -196,14 +196,20 @@ def orphans(store: Store, settings: Settings) -> list[dict[str, Any]]:
     return rows.orphan_rows(store, _stale(settings, utcnow()))
 
 
+# Rows a watchdog round moves at most (each is a transaction of its own), so a round stays
+# short and the worker's heartbeat is never late; the oldest go first, the rest next round.
+RECOVER_BATCH = 200
+
+
 def lost_pages(store: Store, app: Celery, settings: Settings) -> list[dict[str, Any]]:
     """Queued pages whose message is gone: nobody held them and the broker's queues are empty.
 
     Only then are they orphans: their message was lost (a broker that died before writing
     it to disk, or a client that died between commit and send).
     """
-    found = rows.never_held(store, _stale(settings, utcnow()))
-    return found if found and queue_depth(app) == 0 else []
+    if queue_depth(app):  # messages still waiting: nothing is known to be lost yet
+        return []
+    return rows.never_held(store, _stale(settings, utcnow()), RECOVER_BATCH)
 
 
 def recover(
@@ -231,7 +237,11 @@ def recover(
         dropped_by, held = mine[0], set(mine[1])
         beat_before = now - timedelta(seconds=2 * settings.heartbeat_interval)
     found = rows.orphan_rows(
-        store, _stale(settings, now), dropped_by=dropped_by, beat_before=beat_before
+        store,
+        _stale(settings, now),
+        dropped_by=dropped_by,
+        beat_before=beat_before,
+        limit=RECOVER_BATCH,
     )
     candidates = [r for r in found if _key(r) not in held] + list(lost)
     moved: list[tuple[str, int]] = []

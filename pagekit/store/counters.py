@@ -32,7 +32,7 @@ def moved(s: Any, job_id: str, n: int, src: str | None, dst: str | None) -> int:
         if dst in COUNTED:
             values[dst] = getattr(Job, dst) + n
         if values:
-            s.execute(update(Job).where(Job.id == job_id).values(**values))
+            s.connection().execute(update(Job).where(Job.id == job_id).values(**values))
     return n
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, tuple_, update
+from sqlalchemy import and_, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from ..contract import ACTIVE, PageState
@@ -92,38 +92,63 @@ def claim_page(
                 return None  # finished, cancelled, or held by a live worker
             return OutOfAttempts(jp.attempts, jp.last_error)
         _set_page(s, job_id, page_id, status=PageState.PROCESSING, started_at=now, worker=worker)
-        page = s.get(Page, page_id)
-        assert page is not None
-        project = s.get(Project, page.project_id)
-        assert project is not None  # pages go with their project (ON DELETE CASCADE)
+        row = (
+            s.connection()
+            .execute(
+                select(
+                    Page.source,
+                    Page.source_index,
+                    Page.kind,
+                    Page.blob,
+                    Project.steps,
+                    Project.languages,
+                    Project.ocr_mode,
+                    Project.review_threshold,
+                )
+                .join(Project, Project.id == Page.project_id)
+                .where(Page.id == page_id)
+            )
+            .one()
+        )  # pages go with their project (ON DELETE CASCADE)
         return Claimed(
-            _label(page),
-            page.kind,
-            page.blob,
-            tuple(project.steps or ()),
-            languages=tuple(project.languages) if project.languages else None,
-            ocr_mode=project.ocr_mode,
-            review_threshold=project.review_threshold,
+            _label(row.kind, row.source, row.source_index),
+            row.kind,
+            row.blob,
+            tuple(row.steps or ()),
+            languages=tuple(row.languages) if row.languages else None,
+            ocr_mode=row.ocr_mode,
+            review_threshold=row.review_threshold,
             job_ocr_mode=job_ocr_mode,
         )
 
 
 def _move(
-    s: Any, job_id: str, page_id: int, sources: Any, cond: Any = None, **values: Any
+    s: Any,
+    job_id: str,
+    page_id: int,
+    sources: Any,
+    cond: Any = None,
+    *,
+    count: bool = True,
+    **values: Any,
 ) -> str | None:
     """Move the job page, if it is in one of ``sources`` (and ``cond`` holds), to
-    ``values["state"]``, and count the move on the job; the state it left, or None.
+    ``values["state"]``, and count the move on the job (``count=False``: the caller
+    counts it, later in the transaction); the state it left, or None.
 
     One conditional UPDATE per source state (the first one tried is where the page
     usually is), so the counters know exactly what moved (:mod:`pagekit.store.counters`).
+    These run as Core statements on the session's connection: a page's claim and finish
+    are the per-page cost, and the ORM's bookkeeping would double it.
     """
     this = (JobPage.job_id == job_id) & (JobPage.page_id == page_id)
     for src in sources:
         where = this & (JobPage.state == src)
         if cond is not None:
             where = where & cond
-        if s.execute(update(JobPage).where(where).values(**values)).rowcount:
-            counters.moved(s, job_id, 1, src, values["state"])
+        if s.connection().execute(update(JobPage).where(where).values(**values)).rowcount:
+            if count:
+                counters.moved(s, job_id, 1, src, values["state"])
             return str(src)
     return None
 
@@ -131,23 +156,24 @@ def _move(
 def _set_page(s: Any, job_id: str, page_id: int, **values: Any) -> bool:
     """Mirror a job page's state on the page row, unless a later job took the page."""
     return bool(
-        s.execute(
-            update(Page).where(Page.id == page_id, Page.job_id == job_id).values(**values)
-        ).rowcount
+        s.connection()
+        .execute(update(Page).where(Page.id == page_id, Page.job_id == job_id).values(**values))
+        .rowcount
     )
 
 
 def _set_layout(s: Any, page_id: int, layout: dict[str, Any] | None) -> None:
     """Replace the page's word layout (no layout: remove the old one)."""
-    s.execute(delete(PageLayout).where(PageLayout.page_id == page_id))
+    conn = s.connection()
+    conn.execute(delete(PageLayout).where(PageLayout.page_id == page_id))
     if layout is not None:
-        s.add(PageLayout(page_id=page_id, layout=layout))
+        conn.execute(insert(PageLayout).values(page_id=page_id, layout=layout))
 
 
-def _label(page: Page) -> str:
-    if page.kind == "pdf" or page.source_index:
-        return f"{page.source} page {page.source_index + 1}"
-    return page.source
+def _label(kind: str, source: str, index: int) -> str:
+    if kind == "pdf" or index:
+        return f"{source} page {index + 1}"
+    return source
 
 
 def cancel_requested(store: Store, job_id: str) -> bool:
@@ -173,13 +199,18 @@ def finish_page(
     now = utcnow()
     with store.write() as s:
         finished = dict(state=state, finished_at=now, heartbeat_at=None)
-        if not _move(s, job_id, page_id, (PageState.PROCESSING, PageState.QUEUED), **finished):
+        src = _move(
+            s, job_id, page_id, (PageState.PROCESSING, PageState.QUEUED), count=False, **finished
+        )
+        if src is None:
             return False
         mine = _set_page(
             s, job_id, page_id, status=state, error=error, finished_at=now, **(fields or {})
         )
         if mine and layout is not KEEP_LAYOUT:
             _set_layout(s, page_id, layout)
+        # Last: the job row, which every worker of the job writes, is locked only briefly.
+        counters.moved(s, job_id, 1, src, state)
     return True
 
 
@@ -248,9 +279,9 @@ def _orphaned(stale_before: datetime) -> Any:
     )
 
 
-def _rows(store: Store, cond: Any) -> list[dict[str, Any]]:
+def _rows(store: Store, cond: Any, limit: int | None = None) -> list[dict[str, Any]]:
     with store.read() as s:
-        rows = s.execute(select(*_ROW).where(cond).order_by(JobPage.queued_at)).all()
+        rows = s.execute(select(*_ROW).where(cond).order_by(JobPage.queued_at).limit(limit)).all()
     return [dict(r._mapping) for r in rows]
 
 
@@ -260,6 +291,7 @@ def orphan_rows(
     *,
     dropped_by: str | None = None,
     beat_before: datetime | None = None,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Orphans, oldest first; with ``dropped_by``, also active pages that worker marked
     as its own and has not beaten since ``beat_before`` (its pool lost the process)."""
@@ -273,10 +305,12 @@ def orphan_rows(
                 JobPage.heartbeat_at < beat_before,
             ),
         )
-    return _rows(store, cond)
+    return _rows(store, cond, limit)
 
 
-def never_held(store: Store, queued_before: datetime) -> list[dict[str, Any]]:
+def never_held(
+    store: Store, queued_before: datetime, limit: int | None = None
+) -> list[dict[str, Any]]:
     """Queued pages nobody ever held, queued before ``queued_before``."""
     return _rows(
         store,
@@ -285,6 +319,7 @@ def never_held(store: Store, queued_before: datetime) -> list[dict[str, Any]]:
             JobPage.heartbeat_at.is_(None),
             JobPage.queued_at < queued_before,
         ),
+        limit,
     )
 
 
