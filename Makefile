@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test dashboard lab serve bench bench-tools lint down clean
+.PHONY: install demo test dashboard lab serve bench bench-scale bench-tools lint down clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "pagekit needs Python 3.10+"'
@@ -34,6 +34,10 @@ serve: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/throughput.py
+
+# Issue #13's scale figures at 10,000 pages (--pages 100000, --two-hosts: see bench/scale.py).
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale.py
 
 # OCRmyPDF, for the benchmark's comparison only (it also needs `apt-get install tesseract-ocr`).
 bench-tools:
