@@ -181,6 +181,9 @@ class JobPage(Base):
         Index("ix_job_pages_state", "job_id", "state"),
         Index("ix_job_pages_heartbeat", "state", "heartbeat_at"),
         Index("ix_job_pages_position", "job_id", "position"),  # the job's order
+        # A page's job rows (deleting pages; PostgreSQL's ON DELETE CASCADE looks them up
+        # per deleted page, which without it scans the whole table each time).
+        Index("ix_job_pages_page", "page_id"),
     )
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     page_id: Mapped[int] = mapped_column(
