@@ -49,16 +49,9 @@ def process_page(task: Any, job_id: str, page_id: int) -> None:
         worker.record(store, blobs, work, result)
 
 
-DISPATCH_OPTIONS: dict[str, Any] = {
-    "name": TASK_DISPATCH,
-    "bind": True,
-    # Redelivered if its worker dies half-way: a page sent twice still runs once.
-    "acks_late": True,
-    "reject_on_worker_lost": True,
-    "autoretry_for": (DatabaseUnavailable, OperationalError),
-    "retry_backoff": True,
-    "max_retries": 5,
-}
+# The same delivery rules: redelivered if its worker dies half-way (a page sent twice
+# still runs once), retried while the database is briefly unavailable.
+DISPATCH_OPTIONS: dict[str, Any] = {**OPTIONS, "name": TASK_DISPATCH}
 
 
 def dispatch_job(task: Any, job_id: str) -> int:
