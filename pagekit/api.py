@@ -385,6 +385,12 @@ class PageQueued(BaseModel):
     page_number: int
 
 
+# ?ocr_mode= on the routes that queue pages.
+OcrModeQuery = Annotated[
+    OcrMode | None, Query(description="For this task only, over the project's.")
+]
+
+
 class BatchIn(BaseModel):
     page_ids: list[Annotated[int, Field(ge=1, le=ID_MAX)]] = Field(
         min_length=1, max_length=BATCH_MAX
@@ -877,9 +883,7 @@ def process_page(
     project_id: ProjectId,
     page_id: PageId,
     client: ClientDep,
-    ocr_mode: Annotated[
-        OcrMode | None, Query(description="For this task only, over the project's.")
-    ] = None,
+    ocr_mode: OcrModeQuery = None,
 ) -> Any:
     """Queue one page (409 if it is already queued or processing)."""
     return client.process_page(project_id, page_id, ocr_mode=ocr_mode)
@@ -905,9 +909,7 @@ def process_batch(project_id: ProjectId, body: BatchIn, client: ClientDep) -> An
 def process_pending(
     project_id: ProjectId,
     client: ClientDep,
-    ocr_mode: Annotated[
-        OcrMode | None, Query(description="For this task only, over the project's.")
-    ] = None,
+    ocr_mode: OcrModeQuery = None,
 ) -> Any:
     """Queue every pending page of the project as one task ("Process All Pending"; 409
     when none is pending, naming the task that took them). It returns at once, however
