@@ -58,11 +58,12 @@ def claim(
     return job_id, ids, int(first)  # type: ignore[arg-type]
 
 
-def _take(s: Any, job_id: str, *where: Any) -> int:
+def _take(s: Any, job_id: str, *where: Any, params: dict[str, Any] | None = None) -> int:
     """Mark the matching pages queued by this job; how many."""
     return int(
         s.execute(
             update(Page).where(*where).values(status=PageState.QUEUED, job_id=job_id, error=None),
+            params,
             execution_options={"synchronize_session": False},
         ).rowcount
     )
@@ -105,17 +106,14 @@ def _ids_param(s: Any, ids: list[int]) -> dict[str, Any]:
 def _claim_these(s: Any, job_id: str, project_id: int, page_ids: list[int]) -> list[int]:
     """Claim exactly ``page_ids`` (all or none), in the caller's order."""
     given = select(text("pid")).select_from(text(f"({_ordered_ids(s)}) AS given"))
-    taken = s.execute(
-        update(Page)
-        .where(
-            Page.project_id == project_id,
-            Page.id.in_(given.scalar_subquery()),
-            Page.status.not_in(ACTIVE),
-        )
-        .values(status=PageState.QUEUED, job_id=job_id, error=None),
-        _ids_param(s, page_ids),
-        execution_options={"synchronize_session": False},
-    ).rowcount
+    taken = _take(
+        s,
+        job_id,
+        Page.project_id == project_id,
+        Page.id.in_(given.scalar_subquery()),
+        Page.status.not_in(ACTIVE),
+        params=_ids_param(s, page_ids),
+    )
     if taken != len(page_ids):
         claimed = set(
             s.scalars(select(Page.id).where(Page.job_id == job_id, Page.status == PageState.QUEUED))
