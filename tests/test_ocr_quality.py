@@ -279,3 +279,17 @@ def test_layout_of_a_straightened_page_fits_its_grown_canvas() -> None:
         abs(a - b) <= 5
         for a, b in zip(found["Tuesday"], (x0 + dx, y0 + dy, x1 + dx, y1 + dy), strict=True)
     )
+
+
+def test_a_short_upside_down_page_is_turned_though_osd_is_unsure() -> None:
+    """One sentence gives OSD little to go on (its confidence is under ORIENT_MIN_CONF);
+    the first reading is hopeless, so the turn is tried and kept."""
+    from pagekit import samples
+
+    short = "The harbour master signed the tide book at dawn before the ships left."
+    upright = Image.open(io.BytesIO(samples.page_image(short))).convert("L")
+    straight = run("image", png(upright))
+    turned = run("image", png(upright.rotate(180, expand=True)))
+    assert turned.rotation == 180
+    assert turned.text.split() == straight.text.split()
+    assert turned.confidence > straight.confidence - 3

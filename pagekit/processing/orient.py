@@ -36,6 +36,10 @@ TURNED_MAY_LOSE = 2.0
 # threshold spares the second OCR pass on the weakest answers. OCRmyPDF's default of 14
 # (for tesseract --psm 0 on whole documents) would leave most 150-dpi letters unturned.
 ORIENT_MIN_CONF = 3.0
+# Under this mean confidence the first reading is near useless, and any turn OSD names is
+# tried whatever its orient_conf: a short page (a line or two) gives OSD little to go on
+# (a one-sentence upside-down page: 1.8), and :func:`better` still rejects a wrong turn.
+HOPELESS_BELOW = 50.0
 
 # Skew search: +-MAX_SKEW degrees, coarse steps then fine ones around the best.
 MAX_SKEW = 10.0
@@ -121,6 +125,12 @@ def doubtful(found: OcrText) -> bool:
     if found.confidence is None or found.confidence < DOUBT_BELOW:
         return True
     return reads_sideways(found.words)
+
+
+def worth_turning(osd_conf: float, first: OcrText) -> bool:
+    """Whether to read the page again turned as OSD says (its answer is not 0)."""
+    hopeless = first.confidence is None or first.confidence < HOPELESS_BELOW
+    return osd_conf >= ORIENT_MIN_CONF or hopeless
 
 
 def better(turned: OcrText, first: OcrText) -> bool:

@@ -91,7 +91,7 @@ class _Run:
         if inp.rotate and orient.doubtful(reading.found):
             with self.stage("orient"):
                 osd = ocr.orientation(gray, tessdata=inp.tessdata, dpi=round(dpi))
-            if osd is not None and osd[0] and osd[1] >= orient.ORIENT_MIN_CONF:
+            if osd is not None and osd[0] and orient.worth_turning(osd[1], reading.found):
                 turned = self.read(orient.turn(gray, osd[0]), round(dpi), osd[0])
                 if orient.better(turned.found, reading.found):
                     reading = turned
