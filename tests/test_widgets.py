@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import subprocess
+import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -462,8 +463,83 @@ def test_monitor_panel_keeps_one_bar_per_job(client: Client) -> None:
 # -- workers --------------------------------------------------------------------------------
 
 
+def held_workers(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> tuple[threading.Event, threading.Event]:
+    """Make ``client.workers()`` wait until the test says so: ``(asked, release)``.
+
+    The real call runs once released; the hold only fixes the order of events (the
+    panel is looked at while the workers have not answered yet), it times nothing.
+    """
+    asked, release = threading.Event(), threading.Event()
+    real = client.workers
+
+    def workers(timeout: float = 1.0) -> list[dict]:
+        asked.set()
+        if not release.wait(30):  # asked on the constructing thread: it would hang here
+            raise AssertionError("client.workers() was held for 30 s")
+        return real(timeout=timeout)
+
+    monkeypatch.setattr(client, "workers", workers)
+    return asked, release
+
+
+def test_dashboard_opens_before_the_workers_answer_then_lists_them(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asking the workers takes seconds: the dashboard shows without waiting for it."""
+    proj = new_project(client)
+    add(client, proj, 2, "opening")
+    names = [w["name"] for w in client.workers()]
+    asked, release = held_workers(client, monkeypatch)
+    dash = Dashboard(client, proj)  # the default: the panel refreshes every 5 s
+    try:
+        # Returned while the workers are being asked (and have not answered): the grid
+        # and the launcher are there, the Workers panel says it is checking, no warning.
+        assert asked.wait(10), "nobody asked the workers"
+        panel = dash.workers
+        assert not panel.answered.is_set() and panel.refreshed_at is None
+        assert dash.pages.position.value == "1-2 of 2 pages"
+        assert "2 pending" in dash.launcher.summary.value
+        assert "Checking workers…" in panel.table.value
+        assert panel.warning.value == "" and panel.updated.value == ""
+        release.set()
+        assert panel.wait(30), "the workers' answer was never drawn"
+        assert "Checking" not in panel.table.value and panel.warning.value == ""
+        assert [w["name"] for w in panel.workers] == names
+        assert all(name in panel.table.value for name in names)
+        assert f"{len(names)} worker(s) online" in panel.table.value
+        assert "pk-updated" in panel.updated.value
+    finally:
+        release.set()
+        dash.close()
+    dash.workers.ticker.join(10)
+    assert not dash.workers.ticker.running
+
+
+def test_workers_refresh_button_asks_in_the_background(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    panel = WorkersPanel(client, interval=None)
+    assert panel.wait(30)
+    first = panel.refreshed_at
+    asked, release = held_workers(client, monkeypatch)
+    try:
+        panel.refresh_button.click()  # returns while the workers are asked
+        assert asked.wait(10)
+        assert "checking…" in panel.updated.value and panel.refreshed_at == first
+        assert panel.refresh_soon() is panel.refresh_soon()  # clicks while asking: one ask
+        release.set()
+        until(lambda: panel.refreshed_at != first, 30, "the answer to the click")
+        assert "updated" in panel.updated.value and panel.workers
+    finally:
+        release.set()
+        panel.close()
+
+
 def test_workers_panel_refreshes_itself_until_closed(client: Client) -> None:
     panel = WorkersPanel(client, interval=0.3)
+    assert panel.wait(30), "no first answer"
     assert panel.workers and panel.warning.value == ""
     assert "concurrency" in panel.table.value and "queue depth" in panel.table.value
     assert "0 active" in panel.table.value
@@ -492,7 +568,9 @@ def test_workers_panel_links_to_the_running_flower_only(
     assert "not running" in panel.flower.value
 
 
-def test_workers_panel_warns_with_the_fix_when_no_worker_answers(client: Client) -> None:
+def test_workers_panel_warns_with_the_fix_when_no_worker_answers(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The session's Redis, another database number: a broker no worker listens on
     # (a wrong PAGEKIT_BROKER_URL, "Tasks stuck in PENDING").
     base, _db = client.broker_url.rsplit("/", 1)
@@ -502,7 +580,13 @@ def test_workers_panel_warns_with_the_fix_when_no_worker_answers(client: Client)
         blob_dir=client.settings.blob_path,
     )
     try:
+        asked, release = held_workers(lonely, monkeypatch)
         panel = WorkersPanel(lonely, timeout=0.5, interval=None)
+        assert asked.wait(10)
+        # No warning while checking: only an answer says that no worker answers.
+        assert panel.warning.value == "" and "Checking workers…" in panel.table.value
+        release.set()
+        assert panel.wait(30)
         assert panel.workers == []
         assert "No worker is answering" in panel.warning.value
         assert "pagekit up" in panel.warning.value and "pagekit doctor" in panel.warning.value

@@ -40,12 +40,32 @@ def esc(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
+def in_background(call: Callable[[], Any], name: str) -> threading.Thread:
+    """Run ``call()`` once on a daemon thread and return at once; a failure is logged.
+
+    For what may wait on the broker (asking the workers takes seconds), so that it never
+    holds up the notebook's own thread: a cell, a button click, opening the dashboard.
+    """
+
+    def run() -> None:
+        try:
+            call()
+        except Exception:
+            log.exception("pagekit %s failed", name)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
 class Ticker:
     """Calls ``tick()`` every ``interval`` seconds on a daemon thread until :meth:`stop`.
 
     A tick that fails is logged and the next one runs: a panel that refreshes itself
-    must not die of one unreachable broker. ``stop_with(widget)`` stops it when the
-    widget is closed (a re-run cell, ``Dashboard.close()``).
+    must not die of one unreachable broker. ``start(now=True)`` runs the first tick at
+    once, on the thread (a panel that draws its first answer without making its caller
+    wait). ``stop_with(widget)`` stops it when the widget is closed (a re-run cell,
+    ``Dashboard.close()``).
     """
 
     def __init__(self, tick: Callable[[], Any], interval: float, name: str):
@@ -54,13 +74,16 @@ class Ticker:
         self.name = name
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._now = False
 
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self) -> Ticker:
+    def start(self, *, now: bool = False) -> Ticker:
+        """Start ticking; ``now``: the first tick runs at once rather than after an interval."""
         if self._thread is None:
+            self._now = now
             self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
             self._thread.start()
         return self
@@ -77,11 +100,16 @@ class Ticker:
         return self
 
     def _loop(self) -> None:
+        if self._now and not self._stop.is_set():
+            self._tick()
         while not self._stop.wait(self.interval):
-            try:
-                self.tick()
-            except Exception:
-                log.exception("pagekit %s: refresh failed", self.name)
+            self._tick()
+
+    def _tick(self) -> None:
+        try:
+            self.tick()
+        except Exception:
+            log.exception("pagekit %s: refresh failed", self.name)
 
 
 # Notebook-wide CSS for the panels (an HTML widget with a <style> works in Lab and Voila).

@@ -25,7 +25,11 @@ class Dashboard(Panel):
       HTTP API); reloading the page finds them again;
     - while a job runs, the page grid reloads its screen of rows as pages finish; pages
       added or deleted elsewhere show within a poll too (one count query per poll);
-    - the Workers panel refreshes itself every ``workers_interval`` seconds.
+    - the Workers panel refreshes itself every ``workers_interval`` seconds (None: once).
+
+    It opens without waiting for the workers (asking them takes seconds, or starts the
+    embedded runtime): everything else is read from the database, and the Workers panel
+    says "Checking workers…" until their first answer, drawn from a background thread.
 
     :meth:`close` (or closing ``.widget``) stops every poller; the jobs go on.
     """

@@ -2,8 +2,11 @@
 
 The panel refreshes itself every ``interval`` seconds on a background thread (asking the
 workers takes up to ``timeout`` seconds, so never on the notebook's own thread), and
-stops when its widget is closed. The Flower link points at the Flower that runs for this
-home (``pagekit flower`` records where it serves) and is hidden while none runs.
+stops when its widget is closed. It shows at once, saying it is checking; the first
+answer fills it in from that thread (no "no worker" warning before an answer says so).
+The Refresh button asks in the background too. The Flower link points at the Flower
+that runs for this home (``pagekit flower`` records where it serves) and is hidden
+while none runs.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..monitor import running_url
-from ._base import Panel, Ticker, esc
+from ._base import Panel, Ticker, esc, in_background
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -25,6 +28,8 @@ NO_WORKER = (
     "whose <code>PAGEKIT_BROKER_URL</code> is this dashboard's broker; "
     "<code>pagekit doctor</code> checks Redis, workers and the broker URL.</div>"
 )
+# Until the workers' first answer: nothing is known yet, so no warning either.
+CHECKING = "<p class='pk-checking'><i>Checking workers…</i></p>"
 NO_FLOWER = (
     "<small>Flower (task-level monitoring) is not running; start it with "
     "<code>pagekit flower</code>.</small>"
@@ -33,7 +38,13 @@ NO_FLOWER = (
 
 class WorkersPanel(Panel):
     """Workers, queue depth and Flower, refreshed every ``interval`` seconds (None: only
-    on demand, with the Refresh button or :meth:`refresh`)."""
+    on demand, with the Refresh button or :meth:`refresh`).
+
+    Constructing it never waits for the workers: with ``refresh`` (the default) it shows
+    "Checking workers…" and asks them on a background thread, which draws the answer;
+    :attr:`answered` is set then (:meth:`wait` waits for it). :meth:`refresh` asks on
+    the caller's thread and returns once the answer is drawn.
+    """
 
     def __init__(
         self,
@@ -51,12 +62,16 @@ class WorkersPanel(Panel):
         self.queue_depth: int | None = None
         self.flower_url: str | None = None
         self.refreshed_at: float | None = None  # time.time() of the last refresh
+        self.answered = threading.Event()  # set once the first answer is drawn
         self._lock = threading.Lock()  # the button and the ticker may refresh at once
-        self.table = W.HTML(value="")
-        self.warning = W.HTML(value="")
+        self._soon: threading.Thread | None = None  # a background refresh asked for
+        self._soon_lock = threading.Lock()  # not self._lock: a click must not wait on a tick
+        self._closed = False
+        self.table = W.HTML(value=CHECKING if refresh else "")
+        self.warning = W.HTML(value="")  # only once an answer says no worker answers
         self.updated = W.HTML(value="")
         self.refresh_button = W.Button(description="Refresh", icon="refresh")
-        self.refresh_button.on_click(lambda _b: self.refresh())
+        self.refresh_button.on_click(lambda _b: self.refresh_soon())
         self.flower = W.HTML(NO_FLOWER)
         self.widget = W.VBox(
             [
@@ -67,21 +82,46 @@ class WorkersPanel(Panel):
             ]
         )
         self.widget.add_class("pk-workers")
+        self.widget.observe(lambda c: self.close() if c["new"] is None else None, "comm")
+        self._draw_flower(running_url(client.settings))  # a file read: no need to wait
         self.ticker = None
-        if refresh:
-            self.refresh()
         if interval:
             self.ticker = Ticker(self.refresh, interval, "workers panel").stop_with(self.widget)
-            self.ticker.start()
+            self.ticker.start(now=refresh)  # the first answer comes from its thread
+        elif refresh:
+            self.refresh_soon()
 
     def close(self) -> None:
         """Stop refreshing."""
+        self._closed = True
         if self.ticker is not None:
             self.ticker.stop()
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the first answer to be drawn; whether it was within ``timeout``."""
+        return self.answered.wait(timeout)
+
     def refresh(self) -> None:
+        """Ask the workers and the broker now, and draw the answer (blocks up to about
+        twice ``timeout``: from a background thread in a notebook, see :meth:`refresh_soon`)."""
         with self._lock:
             self._refresh()
+        self.answered.set()
+
+    def refresh_soon(self) -> threading.Thread:
+        """Refresh on a background thread and return at once (the Refresh button). Asked
+        again while one is on its way, it returns that one."""
+        with self._soon_lock:
+            if self._soon is not None and self._soon.is_alive():
+                return self._soon
+            if self.answered.is_set():
+                self.updated.value = "<small class='pk-updated'>&nbsp;checking…</small>"
+            self._soon = in_background(self._refresh_unless_closed, "workers panel refresh")
+            return self._soon
+
+    def _refresh_unless_closed(self) -> None:
+        if not self._closed:
+            self.refresh()
 
     def _refresh(self) -> None:
         self._draw_flower(running_url(self.client.settings))
