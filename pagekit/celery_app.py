@@ -19,12 +19,13 @@ from .runtime import broker_url
 
 log = logging.getLogger(__name__)
 
-__all__ = ["app", "celery", "dispatch_job", "process_page"]
+__all__ = ["app", "celery", "dispatch_job", "process_page", "process_pages"]
 
 _settings = Settings.from_env()
 app = make_app(_settings, broker_url(_settings))
 celery = app  # what `celery -A pagekit.celery_app` looks for
 process_page = app.task(**tasks.OPTIONS)(tasks.process_page)
+process_pages = app.task(**tasks.chunk_options(_settings))(tasks.process_pages)
 dispatch_job = app.task(**tasks.DISPATCH_OPTIONS)(tasks.dispatch_job)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import Settings, redact
-from .contract import TASK_PROCESS_PAGE
+from .contract import TASK_PROCESS_PAGE, TASK_PROCESS_PAGES
 
 
 @dataclass
@@ -107,6 +107,16 @@ def _check_registered(app: Any) -> Iterator[Check]:
             f"worker(s) {', '.join(missing)} on this broker are not pagekit workers",
             "give pagekit its own broker database (e.g. redis://host:6379/3), or start the "
             "workers with `pagekit worker`",
+        )
+        return
+    old = [w for w, tasks in registered.items() if TASK_PROCESS_PAGES not in tasks]
+    if old:
+        yield Check(
+            "workers",
+            False,
+            f"worker(s) {', '.join(old)} run an older pagekit that cannot take a big job's "
+            "chunks of pages (their pages wait for the watchdog to send them one by one)",
+            "upgrade pagekit on those hosts and restart their workers",
         )
     else:
         yield Check("broker url", True, "every answering worker runs pagekit's tasks")

@@ -21,6 +21,7 @@ from .contract import (
     RUNNING_JOB,
     TASK_DISPATCH,
     TASK_PROCESS_PAGE,
+    TASK_PROCESS_PAGES,
     JobState,
     PageState,
 )
@@ -91,6 +92,17 @@ def send(app: Celery, job_id: str, page_ids: list[int], *, queue: str = QUEUE) -
             app.send_task(TASK_PROCESS_PAGE, args=[job_id, pid], queue=queue, producer=producer)
 
 
+def send_chunks(app: Celery, job_id: str, page_ids: list[int], *, queue: str = QUEUE) -> None:
+    """Send the pages as :data:`~pagekit.contract.TASK_PROCESS_PAGES` messages of
+    :data:`pagekit.worker.PAGES_PER_MESSAGE` pages, over one broker connection."""
+    from .worker import PAGES_PER_MESSAGE as n
+
+    with app.producer_or_acquire() as producer:
+        for i in range(0, len(page_ids), n):
+            chunk = page_ids[i : i + n]
+            app.send_task(TASK_PROCESS_PAGES, args=[job_id, chunk], queue=queue, producer=producer)
+
+
 def dispatch(store: Store, app: Celery, job_id: str) -> int:
     """Send the page tasks of a job, in its order, ``CHUNK`` pages a round; how many.
 
@@ -106,7 +118,7 @@ def dispatch(store: Store, app: Celery, job_id: str) -> int:
         chunk = rows.unsent(store, job_id, after, CHUNK)
         if not chunk:
             return sent
-        send(app, job_id, [pid for _, pid in chunk])
+        send_chunks(app, job_id, [pid for _, pid in chunk])
         sent += len(chunk)
         after = chunk[-1][0]
         if cancel_requested(store, job_id):

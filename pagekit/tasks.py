@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from . import worker
 from .blobs import BlobStore
 from .config import Settings
-from .contract import TASK_DISPATCH, TASK_PROCESS_PAGE
+from .contract import TASK_DISPATCH, TASK_PROCESS_PAGE, TASK_PROCESS_PAGES
 from .errors import DatabaseUnavailable
 from .store import Store
 
@@ -47,6 +47,33 @@ def process_page(task: Any, job_id: str, page_id: int) -> None:
     if work is not None:
         result = worker.run(store, work, timeouts=(SoftTimeLimitExceeded,))
         worker.record(store, blobs, work, result)
+
+
+def chunk_options(settings: Settings) -> dict[str, Any]:
+    """The page task's delivery rules for a chunk of pages; its time limits leave every
+    page the per-page limit however late in the chunk it starts."""
+    late = worker.CHUNK_LATEST_START
+    return {
+        **OPTIONS,
+        "name": TASK_PROCESS_PAGES,
+        "time_limit": settings.page_time_limit + late,
+        "soft_time_limit": max(1, int(settings.page_time_limit * 0.9)) + late,
+    }
+
+
+def process_pages(task: Any, job_id: str, page_ids: list[int]) -> int:
+    """Process a chunk of one job's pages (:func:`pagekit.worker.run_chunk`); how many."""
+    settings, store, blobs = _context()
+    return worker.run_chunk(
+        store,
+        blobs,
+        settings,
+        task.app,
+        job_id,
+        [int(p) for p in page_ids],
+        task.request.hostname,
+        timeouts=(SoftTimeLimitExceeded,),
+    )
 
 
 # The same delivery rules: redelivered if its worker dies half-way (a page sent twice

@@ -20,15 +20,22 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .blobs import BlobStore
 from .config import Settings
-from .contract import QUEUES, RECOVERY_QUEUE, TASK_PROCESS_PAGE, PageState
-from .processing import Cancelled, PageInput, PageResult, process_page
+from .contract import (
+    QUEUES,
+    RECOVERY_QUEUE,
+    TASK_PROCESS_PAGE,
+    TASK_PROCESS_PAGES,
+    OcrMode,
+    PageState,
+)
+from .processing import Cancelled, PageInput, PageResult, images, pdf, process_page
 from .store import Store, utcnow
 from .store import workers as rows
 
@@ -58,21 +65,41 @@ def claim(
     store: Store, blobs: BlobStore, settings: Settings, job_id: str, page_id: int, worker: str
 ) -> PageWork | None:
     """Claim a page for processing; None when another delivery has it or it is finished."""
-    got = rows.claim_page(
+    works = claim_group(store, blobs, settings, job_id, [page_id], worker)
+    return works[0] if works else None
+
+
+def claim_group(
+    store: Store,
+    blobs: BlobStore,
+    settings: Settings,
+    job_id: str,
+    page_ids: list[int],
+    worker: str,
+) -> list[PageWork]:
+    """Claim pages of one job in one transaction: the ones this worker now runs, in the
+    order given. A page that used up its attempts is failed instead."""
+    got = rows.claim_pages(
         store,
         job_id,
-        page_id,
+        page_ids,
         worker,
         stale_before=_stale(settings, utcnow()),
         max_attempts=settings.max_attempts,
     )
-    if got is None:
-        return None
-    if isinstance(got, rows.OutOfAttempts):
-        give_up = gave_up_message(got.attempts, got.last_error, settings)
-        finish(store, job_id, page_id, PageState.FAILED, error=give_up)
-        return None
-    inp = PageInput(
+    works = []
+    for page_id in page_ids:
+        this = got.pop(page_id, None)
+        if isinstance(this, rows.OutOfAttempts):
+            give_up = gave_up_message(this.attempts, this.last_error, settings)
+            finish(store, job_id, page_id, PageState.FAILED, error=give_up)
+        elif this is not None:
+            works.append(PageWork(job_id, page_id, _input(page_id, this, blobs, settings)))
+    return works
+
+
+def _input(page_id: int, got: rows.Claimed, blobs: BlobStore, settings: Settings) -> PageInput:
+    return PageInput(
         page_id=page_id,
         kind=got.kind,
         data=blobs.get(got.blob),
@@ -88,7 +115,6 @@ def claim(
         deskew=settings.deskew,
         **_ocr_options(got, settings),
     )
-    return PageWork(job_id, page_id, inp)
 
 
 def _ocr_options(got: rows.Claimed, settings: Settings) -> dict[str, Any]:
@@ -118,22 +144,31 @@ def gave_up_message(attempts: int, last_error: str | None, settings: Settings) -
 # -- run and finish ------------------------------------------------------------------------
 
 
-def run(
-    store: Store, work: PageWork, timeouts: tuple[type[BaseException], ...] = ()
-) -> PageResult | None:
-    """Process the page, stopping between steps if its job is cancelled."""
-
-    # claim has just checked the flag; look again at most once a second, so a cancel
-    # lands within a second without a query before every step of every page.
+def stopper(store: Store, job_id: str) -> Callable[[], bool]:
+    """True once the job is cancelled. The claim has just checked; this looks again at
+    most once a second, so a cancel lands within a second without a query before every
+    step of every page."""
     checked = [time.monotonic(), False]
 
     def should_stop() -> bool:
-        if time.monotonic() - checked[0] >= 1.0:
-            checked[:] = [time.monotonic(), rows.cancel_requested(store, work.job_id)]
+        if not checked[1] and time.monotonic() - checked[0] >= 1.0:
+            checked[:] = [time.monotonic(), rows.cancel_requested(store, job_id)]
         return bool(checked[1])
 
+    return should_stop
+
+
+def run(
+    store: Store,
+    work: PageWork,
+    timeouts: tuple[type[BaseException], ...] = (),
+    should_stop: Callable[[], bool] | None = None,
+) -> PageResult | None:
+    """Process the page, stopping between steps if its job is cancelled."""
     try:
-        return process_page(work.input, should_stop=should_stop, timeouts=timeouts)
+        return process_page(
+            work.input, should_stop=should_stop or stopper(store, work.job_id), timeouts=timeouts
+        )
     except Cancelled:
         finish(store, work.job_id, work.page_id, PageState.CANCELLED)
         return None
@@ -143,34 +178,144 @@ def record(store: Store, blobs: BlobStore, work: PageWork, result: PageResult | 
     """Record a page's result once. Returns False if it was already counted."""
     if result is None:
         return False
-    thumb = blobs.put(result.thumbnail) if result.thumbnail else None
-    return finish(
-        store,
-        work.job_id,
-        work.page_id,
-        PageState.COMPLETED if result.ok else PageState.FAILED,
-        error=result.error,
-        fields={
-            "text": result.text,
-            "confidence": result.confidence,
-            "words": result.words,
-            "chars": result.chars,
-            "engine": result.engine,
-            "language": result.language,
-            "width": result.width,
-            "height": result.height,
-            "timings": result.timings,
-            "extra": result.extra,
-            "thumbnail": thumb,
-            "rotation": result.rotation,
-            "skew": result.skew,
-            "text_source": result.text_source,
-            "text_source_reason": result.text_source_reason,
-            "needs_review": result.needs_review,
-            "review_reason": result.review_reason,
-        },
-        layout=result.layout,
+    return bool(record_group(store, blobs, work.job_id, [(work, result)]))
+
+
+def record_group(
+    store: Store, blobs: BlobStore, job_id: str, done: list[tuple[PageWork, PageResult]]
+) -> set[int]:
+    """Record the results of pages of one job once, in one transaction; the pages moved."""
+    if not done:
+        return set()
+    outcomes = []
+    for work, result in done:
+        thumb = blobs.put(result.thumbnail) if result.thumbnail else None
+        outcomes.append(
+            rows.Outcome(
+                work.page_id,
+                PageState.COMPLETED if result.ok else PageState.FAILED,
+                error=result.error,
+                fields={
+                    "text": result.text,
+                    "confidence": result.confidence,
+                    "words": result.words,
+                    "chars": result.chars,
+                    "engine": result.engine,
+                    "language": result.language,
+                    "width": result.width,
+                    "height": result.height,
+                    "timings": result.timings,
+                    "extra": result.extra,
+                    "thumbnail": thumb,
+                    "rotation": result.rotation,
+                    "skew": result.skew,
+                    "text_source": result.text_source,
+                    "text_source_reason": result.text_source_reason,
+                    "needs_review": result.needs_review,
+                    "review_reason": result.review_reason,
+                },
+                layout=result.layout,
+            )
+        )
+    return rows.finish_pages(store, job_id, outcomes)
+
+
+# -- a chunk of pages in one task -----------------------------------------------------------
+
+# A big job's pages travel PAGES_PER_MESSAGE to a message (pagekit.jobs.dispatch), so a
+# page that takes milliseconds (a PDF page with a text layer) does not pay a broker round
+# trip and two transactions of its own. The worker claims them in groups that grow from
+# one page while pages are quick, and records each group in one transaction. A page
+# slower than SLOW_PAGE (OCR) sends the chunk's pages not yet started back to the queue as
+# tasks of their own, so slow pages spread over every worker process as before; so does a
+# chunk still going after CHUNK_BUDGET seconds.
+PAGES_PER_MESSAGE = 32
+SLOW_PAGE = 0.25
+CHUNK_BUDGET = 2.0
+# The latest a page of a chunk can start: a group begun just before the budget ran out,
+# of pages each just under SLOW_PAGE. The chunk task's time limits add it.
+CHUNK_LATEST_START = CHUNK_BUDGET + PAGES_PER_MESSAGE * SLOW_PAGE
+
+
+# CPU seconds the PDFium helper may spend reading a group's text layers in one call; a
+# page that needs more is read again on its own, under the per-page limit.
+READ_AHEAD_CPU = 10
+
+
+def read_ahead(works: list[PageWork]) -> None:
+    """Read the text layers (and thumbnails) of a group's PDF pages in one call to the
+    PDFium helper instead of one call each; a page that needs OCR, or that the helper
+    failed on, is left to be read on its own as before."""
+    pdfs = [w for w in works if w.input.kind == "pdf" and w.input.ocr_mode != OcrMode.FORCE]
+    if len(pdfs) < 2:
+        return
+    first = pdfs[0].input
+    started = time.perf_counter()
+    reads = pdf.text_layer_pages(
+        [(w.input.data, w.input.source) for w in pdfs],
+        memory_mb=first.memory_mb,
+        time_limit=min(first.time_limit or READ_AHEAD_CPU, READ_AHEAD_CPU),
+        mode=first.ocr_mode,
+        min_chars=first.pdf_text_min_chars,
+        thumb_size=images.THUMBNAIL_SIZE,
     )
+    share = round((time.perf_counter() - started) / len(pdfs), 4)
+    for work, read in zip(pdfs, reads, strict=True):
+        if read is not None:
+            read.timings["pdfium"] = share
+            work.input = replace(work.input, pdf_read=read)
+
+
+def run_chunk(
+    store: Store,
+    blobs: BlobStore,
+    settings: Settings,
+    app: Celery,
+    job_id: str,
+    page_ids: list[int],
+    worker: str,
+    timeouts: tuple[type[BaseException], ...] = (),
+) -> int:
+    """Process a chunk of one job's pages (see :data:`PAGES_PER_MESSAGE`); how many were
+    recorded here. Exactly once holds page by page: each claim and finish is the same
+    conditional UPDATE a single page's task makes."""
+    from .jobs import send
+
+    started = time.monotonic()
+    should_stop = stopper(store, job_id)
+    todo, size, recorded = list(page_ids), _group_sizes.get(job_id, 1), 0
+    while todo and time.monotonic() - started < CHUNK_BUDGET:
+        group, todo = todo[:size], todo[size:]
+        works = claim_group(store, blobs, settings, job_id, group, worker)
+        read_ahead(works)
+        done: list[tuple[PageWork, PageResult]] = []
+        for i, work in enumerate(works):
+            began = time.monotonic()
+            result = run(store, work, timeouts, should_stop)
+            if result is not None:
+                done.append((work, result))
+            if time.monotonic() - began > SLOW_PAGE:
+                # Hand back the pages this group claimed and has not started.
+                left = [w.page_id for w in works[i + 1 :]]
+                todo = rows.release_pages(store, job_id, left, worker) + todo
+                size = 0
+                break
+        recorded += len(record_group(store, blobs, job_id, done))
+        if not size:
+            break
+        size = min(2 * size, PAGES_PER_MESSAGE)
+    # The job's next chunk in this process starts where this one got to.
+    _group_sizes.pop(job_id, None)
+    _group_sizes[job_id] = max(size, 1)
+    while len(_group_sizes) > 100:
+        del _group_sizes[next(iter(_group_sizes))]
+    if todo:
+        send(app, job_id, todo, queue=RECOVERY_QUEUE)
+    return recorded
+
+
+# job id -> the group size its last chunk in this process reached (the newest 100 jobs)
+_group_sizes: dict[str, int] = {}
 
 
 # Move a job page to a finished state exactly once (idempotent); False if it already was.
@@ -358,6 +503,9 @@ def held_pages() -> list[tuple[str, int]]:
             if req.task_name == TASK_PROCESS_PAGE:
                 job_id, page_id = req.args[:2]
                 out.append((str(job_id), int(page_id)))
+            elif req.task_name == TASK_PROCESS_PAGES:
+                job_id, page_ids = req.args[:2]
+                out.extend((str(job_id), int(pid)) for pid in page_ids)
         except (TypeError, ValueError, AttributeError):
             continue
     return sorted(set(out))

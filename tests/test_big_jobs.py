@@ -9,7 +9,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,10 +23,11 @@ from pagekit import jobs, runtime
 from pagekit.broker import make_app
 from pagekit.client import Client
 from pagekit.config import Settings
-from pagekit.contract import ACTIVE, FINISHED, QUEUE, PageState
+from pagekit.contract import ACTIVE, FINISHED, QUEUE, TASK_PROCESS_PAGE, PageState
 from pagekit.errors import RuntimeUnavailable
 from pagekit.store import JobPage
 from pagekit.store import jobs as rows
+from pagekit.worker import PAGES_PER_MESSAGE
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -73,6 +74,42 @@ def test_a_big_job_is_queued_at_once_and_every_page_runs_once(any_client: Client
         assert set(attempts) == {1}, "a page of the big job ran twice"
 
 
+def test_slow_pages_in_a_big_job_are_handed_back_and_every_page_runs_once(
+    any_client: Client,
+) -> None:
+    """A big job's pages travel in chunks; scanned pages (OCR, slow) among text-layer pages
+    are sent back to the queue as tasks of their own, so other worker processes share
+    them. Each page is read from the right source, once, and the hand-back costs no
+    attempt."""
+    client = any_client
+    project = new_project(client)
+    scans = [gen.text_image(f"Scanned folio {i} of the harbour ledger.") for i in range(3)]
+    pdf = gen.merge_pdfs(
+        [text_layer_pdf(80, "before"), gen.scanned_pdf(scans), text_layer_pdf(80, "after")]
+    )
+    [added] = client.add_pages(project, [("mixed.pdf", pdf)])
+    singles_before = page_tasks_run(client)
+    job = client.process_pending(project)
+    final = client.wait(job["task_id"], progress=False, timeout=300)
+    assert final["status"] == "completed" and final["result"]["completed"] == 163
+    df = client.pages(project).set_index("page_id")
+    scanned = added["page_ids"][80:83]
+    assert list(df.loc[scanned, "text_source"]) == ["ocr"] * 3
+    assert all("harbour" in client.page(pid)["text"].lower() for pid in scanned)
+    assert set(df.drop(index=scanned)["text_source"]) == {"text-layer"}
+    with client.store.read() as s:
+        attempts = s.scalars(select(JobPage.attempts).where(JobPage.job_id == job["task_id"]))
+        assert set(attempts) == {1}, "a page ran twice, or a hand-back counted an attempt"
+    # The scanned pages after the first slow one went back as page tasks of their own.
+    assert page_tasks_run(client) > singles_before
+
+
+def page_tasks_run(client: Client) -> int:
+    """Single-page tasks the workers have run so far (their own statistics)."""
+    stats = client.app.control.inspect(timeout=2.0).stats() or {}
+    return sum((st.get("total") or {}).get(TASK_PROCESS_PAGE, 0) for st in stats.values())
+
+
 def test_status_counts_never_drift_from_the_pages_under_redelivery_and_cancel(
     any_client: Client,
 ) -> None:
@@ -84,7 +121,9 @@ def test_status_counts_never_drift_from_the_pages_under_redelivery_and_cancel(
         project = new_project(client)
         ids = add_text_pages(client, project, BIG, f"drift{rnd}")
         job = client.process_pending(project)
-        jobs.send(client.app, job["task_id"], ids)  # every page's message again
+        # Every page's message again, as a page task of its own and in a chunk.
+        jobs.send(client.app, job["task_id"], ids)
+        jobs.send_chunks(client.app, job["task_id"], ids)
         if rnd:  # round 0 runs to the end; the others are cancelled while running
             time.sleep(rng.uniform(0.2, 1.5))
             client.cancel(job["task_id"])
@@ -143,9 +182,9 @@ class CuttingProxy(threading.Thread):
 
 
 @pytest.fixture
-def failing_broker(tmp_path: Path) -> Iterator[tuple[Celery, int]]:
-    """An app whose broker connection is lost after 40 messages, and the port of the Redis
-    behind it (where those messages stay: nothing consumes them)."""
+def failing_broker(tmp_path: Path) -> Iterator[tuple[Callable[[int], Celery], int]]:
+    """``cut_after(n)``: an app whose broker connection is lost after ``n`` messages; and
+    the port of the Redis behind it (where those messages stay: nothing consumes them)."""
     need(runtime.redis_binary() is not None, "redis-server is needed for this test")
     port = runtime._free_port()
     proc = subprocess.Popen(
@@ -158,9 +197,13 @@ def failing_broker(tmp_path: Path) -> Iterator[tuple[Celery, int]]:
             if runtime.redis_ping(f"redis://127.0.0.1:{port}/0"):
                 break
             time.sleep(0.05)
-        proxy = CuttingProxy(port, after=40)
-        proxy.start()
-        yield make_app(Settings.from_env(), f"redis://127.0.0.1:{proxy.port}/0"), port
+
+        def cut_after(n: int) -> Celery:
+            proxy = CuttingProxy(port, after=n)
+            proxy.start()
+            return make_app(Settings.from_env(), f"redis://127.0.0.1:{proxy.port}/0")
+
+        yield cut_after, port
     finally:
         proc.kill()
         proc.wait()
@@ -171,12 +214,13 @@ def queued_messages(port: int) -> int:
 
 
 def test_a_broker_failing_half_way_through_sending_leaves_every_page_pending(
-    any_client: Client, failing_broker: tuple[Celery, int]
+    any_client: Client, failing_broker: tuple[Callable[[int], Celery], int]
 ) -> None:
     """Sent by the caller: the claim is undone, so the pages are pending again (not stuck
     in queued) and the user is told; the messages that did go out do nothing."""
     client = any_client
-    failing, port = failing_broker
+    cut_after, port = failing_broker
+    failing = cut_after(jobs.INLINE_PAGES // 2)  # one message per page
     project = new_project(client)
     ids = add_text_pages(client, project, jobs.INLINE_PAGES, "inline")
     with pytest.raises(RuntimeUnavailable, match="broker is unreachable"):
@@ -190,13 +234,15 @@ def test_a_broker_failing_half_way_through_sending_leaves_every_page_pending(
 
 
 def test_pages_a_failed_dispatch_never_sent_are_sent_by_the_workers(
-    any_client: Client, failing_broker: tuple[Celery, int]
+    any_client: Client, failing_broker: tuple[Callable[[int], Celery], int]
 ) -> None:
     """Sent by a worker: the pages it could not send stay queued with no message, and the
     workers' watchdogs find them (nobody holds them, the queues are empty) and send them
     again, with no client action; each page still runs once."""
     client = any_client
-    failing, port = failing_broker
+    cut_after, port = failing_broker
+    messages = -(-BIG // PAGES_PER_MESSAGE)  # a worker sends a big job's pages in chunks
+    failing = cut_after(messages // 2)
     project = new_project(client)
     ids = add_text_pages(client, project, BIG, "dispatch")
     task_id, claimed, _ = rows.claim(
@@ -205,7 +251,7 @@ def test_pages_a_failed_dispatch_never_sent_are_sent_by_the_workers(
     assert claimed == ids
     with pytest.raises(Exception):  # noqa: B017  (whatever the broker's client raises)
         jobs.dispatch(client.store, failing, task_id)
-    assert 0 < queued_messages(port) < BIG  # half-way; those are lost too
+    assert 0 < queued_messages(port) < messages  # half-way; those are lost too
     assert client.status(task_id)["status"] == "queued"
     recovery = client.settings.heartbeat_timeout + 12 * client.settings.heartbeat_interval
     final = client.wait(task_id, progress=False, timeout=recovery + 120)

@@ -175,3 +175,47 @@ def test_a_content_bomb_fails_its_page_and_the_next_page_is_read() -> None:
                    dpi=72, max_pixels=10_000_000)  # fmt: skip
     result = process_page(PageInput(1, "pdf", g.text_pdf([g.SAMPLE_TEXTS[0]]), "a.pdf page 1"))
     assert result.ok and g.word_recall(g.SAMPLE_TEXTS[0], result.text) == 1.0
+
+
+def test_pages_read_ahead_in_one_call_give_what_each_read_alone_gives() -> None:
+    """A chunk's text layers are read in one call to the helper; the results are those of
+    pages read one by one, and a scanned page (no layer) is left to be OCR'd on its own."""
+    texts = [f"{g.SAMPLE_TEXTS[i % 5]} Page {i}." for i in range(5)]
+    pages = [(g.text_pdf([t]), f"a.pdf page {i + 1}") for i, t in enumerate(texts)]
+    scan = g.scanned_pdf([g.text_image("Scanned leaf.", width=800, height=1000)])
+    reads = pdf.text_layer_pages(
+        [*pages, (scan, "a.pdf page 6")],
+        memory_mb=256,
+        time_limit=10,
+        mode="auto",
+        min_chars=20,
+        thumb_size=160,
+    )
+    assert reads[-1] is None, "a page that needs OCR is not read ahead"
+    for (data, source), read in zip(pages, reads, strict=False):
+        assert read is not None
+        ahead = process_page(PageInput(1, "pdf", data, source, pdf_read=read))
+        alone = process_page(PageInput(1, "pdf", data, source))
+        assert ahead.ok and ahead.text == alone.text and ahead.text_source == "text-layer"
+        assert ahead.thumbnail and ahead.text_source_reason == alone.text_source_reason
+
+
+def test_a_bomb_in_a_read_ahead_leaves_every_page_to_be_read_alone() -> None:
+    """The helper dying on one page of a group reads nothing ahead: each page is then read
+    alone, so the bomb fails by itself, with its own message, and the others are read."""
+    from test_hostile_input import bomb_pdf
+
+    good = g.text_pdf([g.SAMPLE_TEXTS[0]])
+    group = [(good, "a.pdf page 1"), (bomb_pdf(300), "a.pdf page 2"), (good, "a.pdf page 3")]
+    reads = pdf.text_layer_pages(
+        group, memory_mb=256, time_limit=10, mode="text-only", min_chars=20, thumb_size=160
+    )
+    if any(reads):  # the bomb's text layer read without rendering it: its thumbnail is None
+        assert reads[1] is None
+    results = [
+        process_page(PageInput(1, "pdf", d, s, memory_mb=256, ocr_mode="text-only", pdf_read=r))
+        for (d, s), r in zip(group, reads, strict=True)
+    ]
+    assert results[0].ok and results[2].ok
+    assert not results[1].ok and "a.pdf page 2" in results[1].error
+    assert "needs more than 256 MB" in results[1].error

@@ -138,6 +138,28 @@ def read_page(
         doc.close()
 
 
+def text_layer_page(
+    data: bytes, source: str, *, mode: str, min_chars: int, thumb_size: int
+) -> PageRead | None:
+    """:func:`read_page` for a page whose text layer is used, without rendering it for OCR:
+    None when the page needs OCR (its layer failed the check), to be read on its own."""
+    timings: dict[str, float] = {}
+    started = perf_counter()
+    doc = open_document(data, source)
+    try:
+        page = doc[0]
+        timings["load"] = round(perf_counter() - started, 4)
+        started = perf_counter()
+        text = text_layer(page)
+        verdict = textcheck.check(text, min_chars)
+        timings["text_layer"] = round(perf_counter() - started, 4)
+        if mode == OcrMode.TEXT_ONLY or verdict.ok:
+            return PageRead(text, render_to_fit(page, thumb_size), None, timings, verdict)
+        return None
+    finally:
+        doc.close()
+
+
 def render_page(data: bytes, source: str, dpi: int, max_pixels: int) -> Image.Image:
     """Open a one-page PDF and render it at ``dpi`` (lowered to fit ``max_pixels``)."""
     doc = open_document(data, source)
@@ -191,8 +213,31 @@ _SERVED: dict[str, Callable[..., PageRead | Image.Image]] = {
 
 
 def _serve(meta: dict[str, Any], blobs: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
-    """In the helper: ``meta["call"](page bytes, source, **meta["kw"])``, ready for the pipe."""
+    """In the helper: ``meta["call"](page bytes, source, **meta["kw"])``, ready for the pipe;
+    or, for ``"text_layer_pages"``, :func:`text_layer_page` for each page given."""
+    if meta["call"] == "text_layer_pages":
+        return _serve_text_layer_pages(meta["sources"], blobs, meta["kw"])
     return _to_wire(_SERVED[meta["call"]](blobs[0], meta["source"], **meta["kw"]))
+
+
+def _serve_text_layer_pages(
+    sources: list[str], pages: list[bytes], kw: dict[str, Any]
+) -> tuple[dict[str, Any], list[bytes]]:
+    """Each page's read (None: read it on its own), all in one reply."""
+    reads: list[dict[str, Any] | None] = []
+    images: list[bytes] = []
+    for source, data in zip(sources, pages, strict=True):
+        try:
+            got = text_layer_page(data, source, **kw)
+        except Exception:  # the page's own read says what is wrong with it
+            got = None
+        if got is None:
+            reads.append(None)
+            continue
+        meta, blob = _to_wire(got)
+        reads.append(meta)
+        images.extend(blob)
+    return {"reads": reads}, images
 
 
 _helper = _sandbox.Helper(_serve)
@@ -216,6 +261,29 @@ def served(
     except (_sandbox.ChildFailed, _sandbox.ChildDied) as exc:
         raise _failure(exc, source, memory_mb, time_limit) from None
     return _from_wire(meta, blobs)  # type: ignore[return-value]
+
+
+def text_layer_pages(
+    pages: list[tuple[bytes, str]], *, memory_mb: int, time_limit: int, **kw: Any
+) -> list[PageRead | None]:
+    """:func:`text_layer_page` for several pages in one call to the helper (``kw``: its
+    ``mode``, ``min_chars`` and ``thumb_size``): a page's read, or None for a page to read
+    on its own (it needs OCR, or it failed). If the helper fails or dies, every page is
+    None: each is then read alone, so a bad page fails by itself, with its message."""
+    if not pages or threading.current_thread() is not threading.main_thread():
+        return [None] * len(pages)
+    request = {"call": "text_layer_pages", "sources": [src for _, src in pages], "kw": kw}
+    try:
+        meta, blobs = _helper.call(
+            request, [data for data, _ in pages], memory_mb=memory_mb, cpu_seconds=time_limit
+        )
+    except (_sandbox.ChildFailed, _sandbox.ChildDied):
+        return [None] * len(pages)
+    out: list[PageRead | None] = []
+    images = iter(blobs)
+    for read in meta["reads"]:
+        out.append(None if read is None else _from_wire(read, [next(images)]))  # type: ignore[misc]
+    return out
 
 
 def _failure(

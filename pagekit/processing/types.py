@@ -33,6 +33,9 @@ class PageInput:
     rotate: bool = True  # detect orientation (Tesseract OSD) and turn the page upright
     deskew: bool = True  # straighten pages scanned a few degrees off
     review_threshold: float = 60.0  # mean confidence under this flags needs_review
+    # A PDF page's text layer and thumbnail read ahead, with other pages, in one call to
+    # the PDFium helper (pagekit.processing.pdf.text_layer_pages); None: read it here.
+    pdf_read: Any = None
 
 
 @dataclass

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from ..contract import ACTIVE, PageState
@@ -49,31 +49,37 @@ class OutOfAttempts:
     last_error: str | None
 
 
-def claim_page(
+def claim_pages(
     store: Store,
     job_id: str,
-    page_id: int,
+    page_ids: list[int],
     worker: str,
     *,
     stale_before: datetime,
     max_attempts: int,
-) -> Claimed | OutOfAttempts | None:
-    """``queued -> processing`` (or a ``processing`` page whose heartbeat stopped).
+) -> dict[int, Claimed | OutOfAttempts]:
+    """``queued -> processing`` (or a ``processing`` page whose heartbeat stopped) for
+    pages of one job, in one transaction of a few statements whatever their number.
 
-    None when another delivery holds the page, it is finished, or its job is gone; a
-    page of a cancelled job is cancelled here.
+    The answer holds the pages this worker now runs, and those that used up their
+    attempts; a page missing from it is held by another delivery, finished, or its job is
+    gone. Pages of a cancelled job are cancelled here.
     """
     now = utcnow()
+    out: dict[int, Claimed | OutOfAttempts] = {}
+    ids = sorted(set(page_ids))
     with store.write() as s:
         job = s.execute(select(Job.cancel_requested, Job.ocr_mode).where(Job.id == job_id)).first()
-        if job is None:
-            return None  # a stale message for a job that no longer exists
+        if job is None or not ids:
+            return out  # a stale message for a job that no longer exists
         cancel, job_ocr_mode = job
+        _lock(s, job_id, ids)
         if cancel:
             cancelled = dict(state=PageState.CANCELLED, finished_at=now, heartbeat_at=None)
-            if _move(s, job_id, page_id, ACTIVE, **cancelled):
-                _set_page(s, job_id, page_id, status=PageState.CANCELLED, finished_at=now)
-            return None
+            moved = _move_many(s, job_id, ids, ACTIVE, **cancelled)
+            _set_pages(s, job_id, list(moved), status=PageState.CANCELLED, finished_at=now)
+            _count(s, job_id, moved, PageState.CANCELLED)
+            return out
         running = dict(
             state=PageState.PROCESSING,
             attempts=JobPage.attempts + 1,
@@ -83,19 +89,25 @@ def claim_page(
         )
         fresh = JobPage.attempts < max_attempts
         stale = func.coalesce(JobPage.heartbeat_at, JobPage.started_at) < stale_before
-        moved = _move(s, job_id, page_id, [PageState.QUEUED], fresh, **running) or _move(
-            s, job_id, page_id, [PageState.PROCESSING], fresh & stale, **running
-        )
-        if not moved:
-            jp = s.get(JobPage, (job_id, page_id))
-            if jp is None or jp.state not in ACTIVE or jp.attempts < max_attempts:
-                return None  # finished, cancelled, or held by a live worker
-            return OutOfAttempts(jp.attempts, jp.last_error)
-        _set_page(s, job_id, page_id, status=PageState.PROCESSING, started_at=now, worker=worker)
-        row = (
-            s.connection()
-            .execute(
+        moved = _move_many(s, job_id, ids, [PageState.QUEUED], fresh, **running)
+        rest = [pid for pid in ids if pid not in moved]
+        if rest:
+            moved |= _move_many(s, job_id, rest, [PageState.PROCESSING], fresh & stale, **running)
+            spent = s.connection().execute(
+                select(JobPage.page_id, JobPage.attempts, JobPage.last_error).where(
+                    JobPage.job_id == job_id,
+                    JobPage.page_id.in_([pid for pid in rest if pid not in moved]),
+                    JobPage.state.in_(ACTIVE),
+                    JobPage.attempts >= max_attempts,
+                )
+            )
+            out.update({r.page_id: OutOfAttempts(r.attempts, r.last_error) for r in spent})
+        mine = sorted(moved)
+        _set_pages(s, job_id, mine, status=PageState.PROCESSING, started_at=now, worker=worker)
+        if mine:
+            rows = s.connection().execute(
                 select(
+                    Page.id,
                     Page.source,
                     Page.source_index,
                     Page.kind,
@@ -106,51 +118,116 @@ def claim_page(
                     Project.review_threshold,
                 )
                 .join(Project, Project.id == Page.project_id)
-                .where(Page.id == page_id)
-            )
-            .one()
-        )  # pages go with their project (ON DELETE CASCADE)
-        return Claimed(
-            _label(row.kind, row.source, row.source_index),
-            row.kind,
-            row.blob,
-            tuple(row.steps or ()),
-            languages=tuple(row.languages) if row.languages else None,
-            ocr_mode=row.ocr_mode,
-            review_threshold=row.review_threshold,
-            job_ocr_mode=job_ocr_mode,
-        )
+                .where(Page.id.in_(mine))
+            )  # pages go with their project (ON DELETE CASCADE)
+            for row in rows:
+                out[row.id] = Claimed(
+                    _label(row.kind, row.source, row.source_index),
+                    row.kind,
+                    row.blob,
+                    tuple(row.steps or ()),
+                    languages=tuple(row.languages) if row.languages else None,
+                    ocr_mode=row.ocr_mode,
+                    review_threshold=row.review_threshold,
+                    job_ocr_mode=job_ocr_mode,
+                )
+        # Last: the job row, which every worker of the job writes, is locked only briefly.
+        _count(s, job_id, moved, PageState.PROCESSING)
+    return out
 
 
-def _move(
-    s: Any,
+def claim_page(
+    store: Store,
     job_id: str,
     page_id: int,
-    sources: Any,
-    cond: Any = None,
+    worker: str,
     *,
-    count: bool = True,
-    **values: Any,
-) -> str | None:
-    """Move the job page, if it is in one of ``sources`` (and ``cond`` holds), to
-    ``values["state"]``, and count the move on the job (``count=False``: the caller
-    counts it, later in the transaction); the state it left, or None.
+    stale_before: datetime,
+    max_attempts: int,
+) -> Claimed | OutOfAttempts | None:
+    """:func:`claim_pages` for one page: what the worker runs, or None."""
+    got = claim_pages(
+        store, job_id, [page_id], worker, stale_before=stale_before, max_attempts=max_attempts
+    )
+    return got.get(page_id)
 
-    One conditional UPDATE per source state (the first one tried is where the page
-    usually is), so the counters know exactly what moved (:mod:`pagekit.store.counters`).
-    These run as Core statements on the session's connection: a page's claim and finish
-    are the per-page cost, and the ORM's bookkeeping would double it.
-    """
-    this = (JobPage.job_id == job_id) & (JobPage.page_id == page_id)
+
+def release_pages(store: Store, job_id: str, page_ids: list[int], worker: str) -> list[int]:
+    """Hand back pages ``worker`` claimed but did not start: ``processing -> queued``, the
+    attempt not counted. Returns the pages moved, which the caller sends again."""
+    ids = sorted(set(page_ids))
+    if not ids:
+        return []
+    with store.write() as s:
+        _lock(s, job_id, ids)
+        back = dict(
+            state=PageState.QUEUED,
+            attempts=JobPage.attempts - 1,
+            worker=None,
+            started_at=None,
+            queued_at=utcnow(),
+        )
+        moved = _move_many(s, job_id, ids, [PageState.PROCESSING], JobPage.worker == worker, **back)
+        _set_pages(s, job_id, sorted(moved), status=PageState.QUEUED, started_at=None, worker=None)
+        _count(s, job_id, moved, PageState.QUEUED)
+    return sorted(moved)
+
+
+def _lock(s: Any, job_id: str, page_ids: list[int]) -> None:
+    """On PostgreSQL, lock the job pages in ascending page order before moving several, so
+    two transactions that each move several (claims, finishes, beats, cancels) take their
+    locks in one order and cannot deadlock. SQLite: the write transaction holds the
+    database already."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.connection().execute(
+            select(JobPage.page_id)
+            .where(JobPage.job_id == job_id, JobPage.page_id.in_(page_ids))
+            .order_by(JobPage.page_id)
+            .with_for_update()
+        ).all()
+
+
+def _move_many(
+    s: Any, job_id: str, page_ids: list[int], sources: Any, cond: Any = None, **values: Any
+) -> dict[int, str]:
+    """Move the job pages that are in one of ``sources`` (and ``cond`` holds) to
+    ``values["state"]``, one conditional UPDATE ... RETURNING per source state (the first
+    one tried is where the pages usually are). Returns ``{page id: the state it left}``
+    for the pages moved; the caller counts them (:func:`_count`), later in the
+    transaction. Core statements on the session's connection: claims and finishes are
+    the per-page cost, and the ORM's bookkeeping would double it."""
+    moved: dict[int, str] = {}
+    left = list(page_ids)
     for src in sources:
-        where = this & (JobPage.state == src)
+        if not left:
+            break
+        where = (JobPage.job_id == job_id) & JobPage.page_id.in_(left) & (JobPage.state == src)
         if cond is not None:
             where = where & cond
-        if s.connection().execute(update(JobPage).where(where).values(**values)).rowcount:
-            if count:
-                counters.moved(s, job_id, 1, src, values["state"])
-            return str(src)
-    return None
+        got = s.connection().execute(
+            update(JobPage).where(where).values(**values).returning(JobPage.page_id)
+        )
+        for pid in got.scalars():
+            moved[pid] = str(src)
+        left = [pid for pid in left if pid not in moved]
+    return moved
+
+
+def _count(s: Any, job_id: str, moved: dict[int, str], dst: str) -> None:
+    """Add the pages :func:`_move_many` moved to ``dst`` to the job's counters."""
+    by_src: dict[str, int] = {}
+    for src in moved.values():
+        by_src[src] = by_src.get(src, 0) + 1
+    for src, n in by_src.items():
+        counters.moved(s, job_id, n, src, dst)
+
+
+def _set_pages(s: Any, job_id: str, page_ids: list[int], **values: Any) -> None:
+    """:func:`_set_page` for several pages given the same values."""
+    if page_ids:
+        s.connection().execute(
+            update(Page).where(Page.id.in_(page_ids), Page.job_id == job_id).values(**values)
+        )
 
 
 def _set_page(s: Any, job_id: str, page_id: int, **values: Any) -> bool:
@@ -181,6 +258,91 @@ def cancel_requested(store: Store, job_id: str) -> bool:
         return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
 
+@dataclass
+class Outcome:
+    """How one page ended, for :func:`finish_pages`."""
+
+    page_id: int
+    state: str
+    error: str | None = None
+    fields: dict[str, Any] | None = None
+    layout: dict[str, Any] | None = KEEP_LAYOUT
+
+
+def finish_pages(store: Store, job_id: str, outcomes: list[Outcome]) -> set[int]:
+    """Move job pages to their finished states exactly once, in one transaction of a few
+    statements whatever their number; the pages moved (one already finished is left as
+    it is).
+
+    With a ``layout``, the page's word layout is replaced in the same transaction (None
+    removes it: a result without one must not keep an older result's boxes).
+    """
+    now = utcnow()
+    by_id = {o.page_id: o for o in outcomes}
+    if not by_id:
+        return set()
+    with store.write() as s:
+        conn = s.connection()
+        _lock(s, job_id, sorted(by_id))
+        moved: dict[str, dict[int, str]] = {}
+        for state in sorted({o.state for o in outcomes}):
+            ids = sorted(pid for pid, o in by_id.items() if o.state == state)
+            finished = dict(state=state, finished_at=now, heartbeat_at=None)
+            moved[state] = _move_many(
+                s, job_id, ids, (PageState.PROCESSING, PageState.QUEUED), **finished
+            )
+        done = sorted(pid for m in moved.values() for pid in m)
+        if done:
+            # The page rows, unless a later job took the page: a statement per set of
+            # fields given (usually one), for many rows.
+            shapes: dict[tuple[str, ...], list[int]] = {}
+            for pid in done:
+                shapes.setdefault(tuple(sorted(by_id[pid].fields or {})), []).append(pid)
+            for fields, pids in shapes.items():
+                conn.execute(_page_update(job_id, now, fields), [_row(by_id[p]) for p in pids])
+            relaid = [pid for pid in done if by_id[pid].layout is not KEEP_LAYOUT]
+            if relaid:
+                mine = sorted(
+                    conn.execute(
+                        select(Page.id).where(Page.id.in_(relaid), Page.job_id == job_id)
+                    ).scalars()
+                )
+                if mine:
+                    conn.execute(delete(PageLayout).where(PageLayout.page_id.in_(mine)))
+                    new = [
+                        {"page_id": pid, "layout": by_id[pid].layout}
+                        for pid in mine
+                        if by_id[pid].layout is not None
+                    ]
+                    if new:
+                        conn.execute(insert(PageLayout), new)
+        # Last: the job row, which every worker of the job writes, is locked only briefly.
+        for state, m in moved.items():
+            _count(s, job_id, m, state)
+    return set(done)
+
+
+def _page_update(job_id: str, now: datetime, fields: tuple[str, ...]) -> Any:
+    """UPDATE of a finished page's row and ``fields``, unless a later job took the page."""
+    table = Page.__table__
+    return (
+        table.update()
+        .where(table.c.id == bindparam("pid"), table.c.job_id == job_id)
+        .values(
+            status=bindparam("v_status"),
+            error=bindparam("v_error"),
+            finished_at=now,
+            **{k: bindparam(f"v_{k}") for k in fields},
+        )
+    )
+
+
+def _row(o: Outcome) -> dict[str, Any]:
+    row = {"pid": o.page_id, "v_status": o.state, "v_error": o.error}
+    row.update({f"v_{k}": v for k, v in (o.fields or {}).items()})
+    return row
+
+
 def finish_page(
     store: Store,
     job_id: str,
@@ -191,27 +353,9 @@ def finish_page(
     fields: dict[str, Any] | None = None,
     layout: dict[str, Any] | None = KEEP_LAYOUT,
 ) -> bool:
-    """Move a job page to a finished state exactly once; False if it already was.
-
-    With ``layout``, the page's word layout is replaced in the same transaction (None
-    removes it: a result without one must not keep an older result's boxes).
-    """
-    now = utcnow()
-    with store.write() as s:
-        finished = dict(state=state, finished_at=now, heartbeat_at=None)
-        src = _move(
-            s, job_id, page_id, (PageState.PROCESSING, PageState.QUEUED), count=False, **finished
-        )
-        if src is None:
-            return False
-        mine = _set_page(
-            s, job_id, page_id, status=state, error=error, finished_at=now, **(fields or {})
-        )
-        if mine and layout is not KEEP_LAYOUT:
-            _set_layout(s, page_id, layout)
-        # Last: the job row, which every worker of the job writes, is locked only briefly.
-        counters.moved(s, job_id, 1, src, state)
-    return True
+    """:func:`finish_pages` for one page; False if it was already finished."""
+    outcome = Outcome(page_id, state, error, fields, layout)
+    return page_id in finish_pages(store, job_id, [outcome])
 
 
 # -- heartbeats ------------------------------------------------------------------------------
@@ -223,14 +367,17 @@ def beat(store: Store, worker: str, held: Iterable[tuple[str, int]], **info: Any
     held = list(held)
     with store.write() as s:
         if held:
+            these = tuple_(JobPage.job_id, JobPage.page_id).in_(held), JobPage.state.in_(ACTIVE)
+            # Lock them in key order first, as claims and finishes do (PostgreSQL; SQLite
+            # serializes writers anyway), so a beat and a claim of several pages cannot
+            # deadlock.
             s.execute(
-                update(JobPage)
-                .where(
-                    tuple_(JobPage.job_id, JobPage.page_id).in_(held),
-                    JobPage.state.in_(ACTIVE),
-                )
-                .values(heartbeat_at=now, worker=worker)
-            )
+                select(JobPage.page_id)
+                .where(*these)
+                .order_by(JobPage.job_id, JobPage.page_id)
+                .with_for_update()
+            ).all()
+            s.execute(update(JobPage).where(*these).values(heartbeat_at=now, worker=worker))
         seen = s.execute(
             update(WorkerBeat).where(WorkerBeat.name == worker).values(heartbeat_at=now, **info)
         ).rowcount
