@@ -39,6 +39,7 @@ TASK_PROCESS_PAGE = "pagekit.process_page"
 # Several pages of one job in one message (args: job id, page ids): how a big job's pages
 # travel, so a page that takes milliseconds does not pay a message of its own.
 TASK_PROCESS_PAGES = "pagekit.process_pages"
+PAGES_PER_MESSAGE = 32  # pages a TASK_PROCESS_PAGES message names at most
 # Sends the page tasks of a big job, on a worker, so the caller need not (pagekit.jobs).
 TASK_DISPATCH = "pagekit.dispatch_job"
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .contract import (
+    PAGES_PER_MESSAGE,
     QUEUE,
     RECOVERY_QUEUE,
     RUNNING_JOB,
@@ -94,9 +95,8 @@ def send(app: Celery, job_id: str, page_ids: list[int], *, queue: str = QUEUE) -
 
 def send_chunks(app: Celery, job_id: str, page_ids: list[int], *, queue: str = QUEUE) -> None:
     """Send the pages as :data:`~pagekit.contract.TASK_PROCESS_PAGES` messages of
-    :data:`pagekit.worker.PAGES_PER_MESSAGE` pages, over one broker connection."""
-    from .worker import PAGES_PER_MESSAGE as n
-
+    :data:`~pagekit.contract.PAGES_PER_MESSAGE` pages, over one broker connection."""
+    n = PAGES_PER_MESSAGE
     with app.producer_or_acquire() as producer:
         for i in range(0, len(page_ids), n):
             chunk = page_ids[i : i + n]

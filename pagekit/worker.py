@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from .blobs import BlobStore
 from .config import Settings
 from .contract import (
+    PAGES_PER_MESSAGE,
     QUEUES,
     RECOVERY_QUEUE,
     TASK_PROCESS_PAGE,
@@ -229,7 +230,6 @@ def record_group(
 # slower than SLOW_PAGE (OCR) sends the chunk's pages not yet started back to the queue as
 # tasks of their own, so slow pages spread over every worker process as before; so does a
 # chunk still going after CHUNK_BUDGET seconds.
-PAGES_PER_MESSAGE = 32
 SLOW_PAGE = 0.25
 CHUNK_BUDGET = 2.0
 # The latest a page of a chunk can start: a group begun just before the budget ran out,

@@ -23,11 +23,17 @@ from pagekit import jobs, runtime
 from pagekit.broker import make_app
 from pagekit.client import Client
 from pagekit.config import Settings
-from pagekit.contract import ACTIVE, FINISHED, QUEUE, TASK_PROCESS_PAGE, PageState
+from pagekit.contract import (
+    ACTIVE,
+    FINISHED,
+    PAGES_PER_MESSAGE,
+    QUEUE,
+    TASK_PROCESS_PAGE,
+    PageState,
+)
 from pagekit.errors import RuntimeUnavailable
 from pagekit.store import JobPage
 from pagekit.store import jobs as rows
-from pagekit.worker import PAGES_PER_MESSAGE
 
 if TYPE_CHECKING:
     from celery import Celery
