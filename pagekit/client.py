@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterable
+from itertools import islice
 from pathlib import Path
 from types import EllipsisType
 from typing import TYPE_CHECKING, Any
@@ -62,6 +62,8 @@ ProjectRef = int | str | dict[str, Any]
 # worker records it in one write transaction that waits at most PAGEKIT_DB_BUSY_TIMEOUT
 # (20 s) for the database, so two minutes is ample. The grace is at least 3 times that.
 THUMBNAIL_GRACE = 120.0
+# Keys of a refused file's stored bytes checked (and removed) per call.
+REMOVE_CHUNK = 1000
 
 
 def _broker_errors() -> tuple[type[BaseException], ...]:
@@ -436,55 +438,53 @@ class Client:
 
         The pages are made one at a time and their bytes stored as they come, before the
         transaction: a 10,000-page PDF holds one page's bytes at a time, and the database's
-        write lock is held for the inserts alone. Under that lock each page's bytes are
-        checked again (a delete elsewhere may have removed the same bytes meanwhile) and
-        made again if gone. A file refused part way (a page that cannot be read, a page
+        write lock is held for the inserts alone. Of each page only its key and size are
+        kept (:class:`~pagekit.ingest.PageKeys`), and the inserts go a chunk at a time, so
+        memory does not grow with the number of pages. Under that lock each page's bytes
+        are checked again (a delete elsewhere may have removed the same bytes meanwhile)
+        and made again if gone. A file refused part way (a page that cannot be read, a page
         number taken) leaves nothing: the bytes it stored and no page names are removed.
         """
-        made: list[ingest.IngestedPage] = []  # without their bytes
-        written: set[str] = set()  # keys whose bytes this add stored
+        made = ingest.PageKeys(pages.name, pages.kind, pages.mime)
+        written = bytearray()  # 1: this add stored the page's bytes
 
-        def stored(page: ingest.IngestedPage, key: str) -> None:
+        def stored(index: int, key: str) -> None:
             if not self.blobs.exists(key):
-                again = pages.page(page.index)
+                again = pages.page(index)
                 if again.sha256 != key:  # never expected: making a page is deterministic
                     raise IngestError(again.label, "the page read differently a second time")
                 self.blobs.put(again.data, key)
+                written[index] = 1
 
         try:
             for page in pages:
-                if not self.blobs.exists(page.sha256):
-                    written.add(page.sha256)
+                new = not self.blobs.exists(page.sha256)
                 self.blobs.put(page.data, page.sha256)
-                made.append(page.without_data())
-            keys = [p.sha256 for p in made]
-            added, existing = self.store.add_file_pages(
-                project_id, made, keys, page_number, stored, out["source"]
-            )
+                made.append(page)
+                written.append(new)
+            added = self.store.add_file_pages(project_id, made, page_number, stored, out["source"])
         except Exception as exc:
-            if written and not isinstance(exc, DatabaseUnavailable):
+            if any(written) and not isinstance(exc, DatabaseUnavailable):
                 try:
-                    deletion.remove_unreferenced(self.store, written, self.blobs.delete)
+                    self._remove_written(made, written)
                 except Exception as cleanup:  # the file is refused anyway; say what is left
                     log.warning("%s: its stored pages were not removed: %s", out["source"], cleanup)
             raise
-        # The n-th copy of a page in this file matches the n-th copy in the project (or the
-        # last), so adding a file again maps its pages one to one onto the first upload.
-        dups: list[tuple[int, int, int]] = []  # (page in the file, page id, page number)
-        seen: Counter[str] = Counter()
-        for index, key in enumerate(keys, 1):
-            if key in existing:
-                copies = existing[key]
-                dups.append((index, *copies[min(seen[key], len(copies) - 1)]))
-                seen[key] += 1
-        out["page_ids"] = [page_id for page_id, _ in added]
-        out["page_numbers"] = [number for _, number in added]
-        out["duplicates"] = [page_id for _, page_id, _ in dups]
-        out["duplicate_of_numbers"] = [number for _, _, number in dups]
-        out["duplicate_file_pages"] = [index for index, _, _ in dups]
-        out["status"] = "added" if added else "duplicate"
-        if dups:
-            out["error"] = _duplicates_message(out["source"], len(made), dups)
+        out["page_ids"] = added.page_ids.tolist()
+        out["page_numbers"] = list(added.page_numbers)
+        out["duplicates"] = added.dup_ids.tolist()
+        out["duplicate_of_numbers"] = added.dup_numbers.tolist()
+        out["duplicate_file_pages"] = added.dup_pages.tolist()
+        out["status"] = "added" if added.page_ids else "duplicate"
+        if added.dup_ids:
+            dups = zip(added.dup_pages, added.dup_numbers, strict=True)
+            out["error"] = _duplicates_message(out["source"], len(made), len(added.dup_ids), dups)
+
+    def _remove_written(self, made: ingest.PageKeys, written: bytearray) -> None:
+        """Remove the bytes a refused file stored that no page names, a chunk at a time."""
+        keys = (made.key(i) for i, new in enumerate(written) if new)
+        while chunk := list(islice(keys, REMOVE_CHUNK)):
+            deletion.remove_unreferenced(self.store, chunk, self.blobs.delete)
 
     def pages(
         self,
@@ -897,16 +897,20 @@ class Client:
         )
 
 
-def _duplicates_message(source: str, count: int, dups: list[tuple[int, int, int]]) -> str:
+def _duplicates_message(
+    source: str, count: int, found: int, dups: Iterable[tuple[int, int]]
+) -> str:
     """Name the pages by number: ``scan.pdf: ... its page 2 is page 7; not stored twice``.
 
-    ``dups`` holds ``(page in the file, existing page id, existing page number)``.
+    ``count`` pages in the file, ``found`` of them already in the project: ``dups`` gives
+    ``(page in the file, existing page number)`` of each, in file order.
     """
+    shown = list(islice(dups, 10))
     if count == 1:
-        where = f"as page {dups[0][2]}"
+        where = f"as page {shown[0][1]}"
     else:
-        where = ", ".join(f"its page {index} is page {number}" for index, _, number in dups[:10])
-        where = f"{where} and {len(dups) - 10} more" if len(dups) > 10 else where
+        where = ", ".join(f"its page {index} is page {number}" for index, number in shown)
+        where = f"{where} and {found - 10} more" if found > 10 else where
     return f"{source}: identical content is already in this project: {where}; not stored twice"
 
 

@@ -4,7 +4,9 @@ The type is sniffed from the bytes (never the name), limits are enforced before 
 is decoded, PDFs are split into single-page PDFs and multi-page TIFFs into frames. A file
 is accepted whole or refused with one :class:`~pagekit.errors.IngestError`. Its pages are
 made one at a time as they are taken (:func:`open_pages`), so a 10,000-page PDF never
-holds all its pages' bytes at once.
+holds all its pages' bytes at once; nor does anything here grow with its pages but a few
+bytes a page in arrays (pypdf's cross-reference tables, the page tree's kids, and the
+keys of the pages made, :class:`PageKeys`).
 
 A folder or a zip archive stands for its files (:func:`entries`), each added on its own:
 a folder's files in natural order, hidden ones skipped; an archive's members read one at
@@ -28,9 +30,11 @@ import re
 import struct
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from array import array
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, replace
 from functools import partial
+from itertools import repeat
 from pathlib import Path
 from typing import IO, Any
 
@@ -79,18 +83,41 @@ class IngestedPage:
     index: int  # 0-based page or frame index in the file
     count: int  # pages or frames in the file
     sha256: str  # hex sha256 of data
-    size: int = 0  # len(data), kept by :meth:`without_data`
-
-    def without_data(self) -> IngestedPage:
-        """The same page, its bytes let go (they are stored: the rest goes to the database)."""
-        return IngestedPage(
-            b"", self.kind, self.mime, self.source, self.index, self.count, self.sha256, self.size
-        )
+    size: int = 0  # len(data)
 
     @property
     def label(self) -> str:
         """A human name: ``"box3.pdf page 2"``, or just ``"scan.jpg"`` for a one-page file."""
         return f"{self.source} page {self.index + 1}" if self.count > 1 else self.source
+
+
+class PageKeys:
+    """One file's pages once made and stored, as the transaction that adds them needs
+    them: each page's sha256 (its bytes' key) and size in file order, 40 bytes a page
+    (a PDF has at most ``TREE_ENTRIES_MAX`` pages), and what all its pages share."""
+
+    def __init__(self, source: str, kind: str, mime: str) -> None:
+        self.source = source
+        self.kind = kind
+        self.mime = mime
+        self._digests = bytearray()
+        self._sizes = array("q")
+
+    def append(self, page: IngestedPage) -> None:
+        self._digests += bytes.fromhex(page.sha256)
+        self._sizes.append(page.size)
+
+    def __len__(self) -> int:
+        return len(self._sizes)
+
+    def key(self, index: int) -> str:
+        """Page ``index``'s key: the hex sha256 of its bytes."""
+        if not 0 <= index < len(self._sizes):
+            raise IndexError(index)
+        return self._digests[32 * index : 32 * index + 32].hex()
+
+    def size(self, index: int) -> int:
+        return self._sizes[index]
 
 
 def _mib(n: int) -> str:
@@ -640,9 +667,144 @@ def _open_image(data: bytes, mime: str, name: str, max_pixels: int) -> FilePages
     return FilePages(name, "image", "image/png", frames, frame_png)
 
 
+class _SharedBytes(io.BytesIO):
+    """A file's bytes as a stream, not copied: :class:`io.BytesIO` shares the bytes it is
+    given until it is written to or asked for ``getbuffer()``, which pypdf asks for to learn
+    the size (a 70 MB copy of a 100,000-page PDF). Hidden here, pypdf seeks to the end."""
+
+    @property
+    def getbuffer(self) -> Any:  # type: ignore[override]
+        raise AttributeError("getbuffer")  # hasattr() says no
+
+
+# An object number with no offset in an :class:`_Offsets` array.
+_ABSENT = -(1 << 63)
+_OFFSET_MAX = (1 << 63) - 1
+# How far past its end the array of an :class:`_Offsets` may grow for one number: at least
+# half of what it spans holds numbers (a file cannot make it large from a few numbers).
+_OFFSETS_SLACK = 4096
+
+
+class _Offsets(MutableMapping[Any, Any]):
+    """pypdf's table of where each object (of one generation) starts in the file, as an
+    array indexed by object number: 8 bytes an object instead of some 100 in a dict of
+    ints (a 100,000-page PDF has 200,000 objects). Numbers far past the others, and
+    values that are not offsets, go to a dict of their own."""
+
+    __slots__ = ("_at", "_count", "_other")
+
+    def __init__(self, items: Any = ()) -> None:
+        self._at = array("q")
+        self._count = 0  # numbers held in _at
+        self._other: dict[Any, Any] = {}
+        self.update(items)
+
+    def _held(self, num: Any) -> bool:
+        return type(num) is int and 0 <= num < len(self._at) and self._at[num] != _ABSENT
+
+    def __contains__(self, num: object) -> bool:
+        return self._held(num) or num in self._other
+
+    def __getitem__(self, num: Any) -> Any:
+        if type(num) is int and 0 <= num < len(self._at):
+            offset = self._at[num]
+            if offset != _ABSENT:
+                return offset
+        return self._other[num]
+
+    def __setitem__(self, num: Any, offset: Any) -> None:
+        at = self._at
+        if (
+            type(num) is int
+            and type(offset) is int
+            and _ABSENT < offset <= _OFFSET_MAX
+            and 0 <= num < 2 * self._count + _OFFSETS_SLACK
+        ):
+            if self._other:
+                self._other.pop(num, None)
+            if num >= len(at):  # numbers mostly come in order: the array grows by one
+                at.extend(repeat(_ABSENT, num - len(at) + 1))
+            self._count += at[num] == _ABSENT
+            at[num] = offset
+            return
+        if self._held(num):
+            at[num] = _ABSENT
+            self._count -= 1
+        self._other[num] = offset
+
+    def __delitem__(self, num: Any) -> None:
+        if self._held(num):
+            self._at[num] = _ABSENT
+            self._count -= 1
+        else:
+            del self._other[num]
+
+    def __iter__(self) -> Iterator[Any]:
+        for num, offset in enumerate(self._at):
+            if offset != _ABSENT:
+                yield num
+        yield from list(self._other)
+
+    def __len__(self) -> int:
+        return self._count + len(self._other)
+
+
+class _Free(dict):  # type: ignore[type-arg]
+    """pypdf's record of which object numbers (of one generation) the file says are free,
+    read as ``.get(num, False)``: only the free ones are kept (pypdf records every number)."""
+
+    def __init__(self, items: Any = ()) -> None:
+        super().__init__()
+        for num, free in dict(items).items():
+            self[num] = free
+
+    def __setitem__(self, num: Any, free: Any) -> None:
+        if free:
+            super().__setitem__(num, free)
+        else:
+            self.pop(num, None)
+
+
+class _Tables(dict):  # type: ignore[type-arg]
+    """A table per generation, each made a ``kind`` as it is put in (pypdf puts in ``{}``)."""
+
+    def __init__(self, kind: type, tables: Any = ()) -> None:
+        super().__init__()
+        self.kind = kind
+        for generation, table in dict(tables).items():
+            self[generation] = table
+
+    def __setitem__(self, generation: Any, table: Any) -> None:
+        super().__setitem__(generation, table if type(table) is self.kind else self.kind(table))
+
+
+class _Reader(PdfReader):
+    """pypdf's reader, its cross-reference tables kept compact (:class:`_Offsets`,
+    :class:`_Free`) from the moment it reads them: pypdf's own dicts take some 200 bytes
+    an object, 40 MB for a 100,000-page PDF. pypdf assigns ``xref`` and
+    ``xref_free_entry`` afresh (``{}``) and puts a ``{}`` in for each generation it
+    finds: both are made compact as they are put in."""
+
+    @property
+    def xref(self) -> Any:
+        return self._pagekit_xref
+
+    @xref.setter
+    def xref(self, tables: Any) -> None:
+        self._pagekit_xref = _Tables(_Offsets, tables)
+
+    @property
+    def xref_free_entry(self) -> Any:
+        return self._pagekit_free
+
+    @xref_free_entry.setter
+    def xref_free_entry(self, tables: Any) -> None:
+        self._pagekit_free = _Tables(_Free, tables)
+
+
 def _open_pdf(data: bytes, name: str) -> FilePages:
     try:
-        reader = PdfReader(io.BytesIO(data), strict=False)
+        reader = _Reader(_SharedBytes(data), strict=False)
         if reader.is_encrypted:
             try:
                 opened = reader.decrypt("")  # an owner-only password opens with ""
@@ -650,14 +812,22 @@ def _open_pdf(data: bytes, name: str) -> FilePages:
                 opened = 0
             if not opened:
                 raise EncryptedPDF(name, f"the PDF needs a password; {_DECRYPT_HINT}")
-        tree = reader.root_object.get("/Pages", NullObject()).get_object()
-        if not isinstance(tree, DictionaryObject):
-            raise ValueError("Invalid object in /Pages")
     except IngestError:
         raise
     except Exception as exc:
         raise _unreadable(name, exc) from None
-    return _PdfPages(reader, tree, name)
+    return _PdfPages(reader, _page_root(reader, name), name)
+
+
+def _page_root(reader: PdfReader, name: str) -> DictionaryObject:
+    """The root of the PDF's page tree."""
+    try:
+        tree = reader.root_object.get("/Pages", NullObject()).get_object()
+        if not isinstance(tree, DictionaryObject):
+            raise ValueError("Invalid object in /Pages")
+    except Exception as exc:
+        raise _unreadable(name, exc) from None
+    return tree
 
 
 def _unreadable(name: str, exc: Exception) -> CorruptFile:
@@ -677,38 +847,63 @@ _CACHE_PAGES = 100
 
 class _PdfPages(FilePages):
     """A PDF's pages, found by walking its page tree as they are taken. What the reader
-    parsed for a page is let go soon after, so a PDF takes the same memory whatever its
-    number of pages; ``count`` is the declared number until every page was taken."""
+    parsed for a page is let go soon after, and nothing is kept for a page once it is
+    made, so a PDF takes the same memory whatever its number of pages; ``count`` is the
+    declared number until every page was taken."""
 
     def __init__(self, reader: PdfReader, tree: DictionaryObject, name: str) -> None:
         declared = tree.get("/Count")
         count = int(declared) if isinstance(declared, int) and declared > 0 else 1
         super().__init__(name, "pdf", "application/pdf", count, self._again)
         self.reader = reader
-        self.tree = tree
         self.header = _pdf_header(reader)
-        # Each page taken: its reference (or the page itself, when written inline in the
-        # tree) and what it inherits: what making it again needs.
-        self.found: list[tuple[Any, dict[str, Any]]] = []
+        # The tree, until a walk takes it: not held while its pages are made (a flat tree
+        # lists every page), found again for another walk.
+        self._tree: DictionaryObject | None = tree
+        # A walk of the tree making pages again (:meth:`_again`), and its next page's index.
+        self._walk: Iterator[tuple[Any, IndirectObject | None, dict[str, Any]]] | None = None
+        self._next = 0
 
     def __iter__(self) -> Iterator[IngestedPage]:
-        self.found = []
-        for node, ref, inherited in _page_tree(self.tree, self.name):
-            index = len(self.found)
-            self.found.append((node if ref is None else ref, inherited))
+        taken = 0
+        for index, (node, ref, inherited) in enumerate(self._pages()):
             data = _pdf_page(self.reader, node, ref, inherited, self.name, index, self.header)
             yield _page(data, self.kind, self.mime, self.name, index, self.count)
+            taken = index + 1
+        if not taken:
+            raise CorruptFile(self.name, f"the PDF has no pages; {_REPAIR_HINT}")
+        self.count = taken
+
+    def _pages(self) -> Iterator[tuple[Any, IndirectObject | None, dict[str, Any]]]:
+        """The tree's pages in order, the reader's cache cleared every ``_CACHE_PAGES``.
+        The tree is not held here: its kids are, as numbers (:func:`_kids`)."""
+        tree, self._tree = self._tree, None
+        walk = _page_tree(
+            tree if tree is not None else _page_root(self.reader, self.name), self.name
+        )
+        del tree
+        for index, found in enumerate(walk):
+            yield found
             if index % _CACHE_PAGES == _CACHE_PAGES - 1:
                 self.reader.resolved_objects.clear()  # parsed again when needed again
-        if not self.found:
-            raise CorruptFile(self.name, f"the PDF has no pages; {_REPAIR_HINT}")
-        self.count = len(self.found)
 
     def _again(self, index: int) -> bytes:
-        target, inherited = self.found[index]
-        ref = target if isinstance(target, IndirectObject) else None
-        node = target.get_object()
-        return _pdf_page(self.reader, node, ref, inherited, self.name, index, self.header)
+        """Page ``index``, taken before, made again: the tree is walked to it afresh, or on
+        from the page asked for last (pages asked for in order cost one walk in all)."""
+        if self._walk is None or index < self._next:
+            self._walk, self._next = self._pages(), 0
+        try:
+            for node, ref, inherited in self._walk:
+                self._next += 1
+                if self._next > index:
+                    return _pdf_page(
+                        self.reader, node, ref, inherited, self.name, index, self.header
+                    )
+        except Exception:
+            self._walk = None
+            raise
+        self._walk = None
+        raise IndexError(f"{self.name} has no page {index + 1}")
 
 
 def _page_tree(
@@ -723,6 +918,7 @@ def _page_tree(
         entries = 0
         root = _node_key(tree, getattr(tree, "indirect_reference", None))
         stack = [_enter(tree, {}, frozenset({root}))]  # (inherited, kids, ancestors' keys)
+        del tree  # its kids are in the stack
         while stack:
             inherit, kids, ancestors = stack[-1]
             for kid in kids:
@@ -766,7 +962,28 @@ def _enter(
         kids = ArrayObject()
     elif not isinstance(kids, ArrayObject):
         raise ValueError(f"Expected /Kids to be an array, got {type(kids).__name__}.")
-    return inherit, iter(list(kids)), ancestors
+    return inherit, _kids(kids), ancestors
+
+
+def _kids(kids: list[Any]) -> Iterator[Any]:
+    """A node's kids to walk, not pypdf's objects for them: references are kept as their
+    numbers (16 bytes a kid instead of some 120), so a flat tree's 100,000 kids are not
+    all held while its pages are made. Kids of a damaged file that are not all references
+    are kept as they are."""
+    pdf = getattr(kids[0], "pdf", None) if kids else None
+    if all(type(kid) is IndirectObject and kid.pdf is pdf for kid in kids):
+        try:
+            numbers = array("q", (n for kid in kids for n in (kid.idnum, kid.generation)))
+        except (TypeError, OverflowError):  # not numbers an array holds
+            pass
+        else:
+            return _references(pdf, numbers)
+    return iter(list(kids))
+
+
+def _references(pdf: Any, numbers: array[int]) -> Iterator[IndirectObject]:
+    for at in range(0, len(numbers), 2):
+        yield IndirectObject(numbers[at], numbers[at + 1], pdf)
 
 
 def _node_key(node: DictionaryObject, ref: IndirectObject | None) -> tuple[str, int]:

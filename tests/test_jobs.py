@@ -17,14 +17,17 @@ from datetime import timedelta
 import pytest
 from conftest import new_project
 from pypdf import PdfWriter
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
+from sqlalchemy.engine import Engine
 
 from pagekit import _pagegen as gen
-from pagekit import runtime
+from pagekit import jobs, runtime
 from pagekit.client import Client
 from pagekit.contract import JobState, PageState
 from pagekit.errors import NoSuchTask, NothingToProcess
-from pagekit.store import Job, JobPage, Page, utcnow
+from pagekit.store import Job, JobPage, Page, Store, engine_for, utcnow
+from pagekit.store import jobs as rows
+from pagekit.store import workers as held
 
 TEXT = (
     "The committee met on Tuesday to discuss the harvest and the price of wheat. "
@@ -415,3 +418,135 @@ def test_cancelling_a_finished_task_keeps_its_outcome(client: Client, project: d
     after = client.cancel(job["task_id"])
     assert after["status"] == "completed" and after["cancelled_pages"] == 0
     assert client.status(job["task_id"])["status"] == "completed"
+
+
+# -- the job contract's rows, without workers ------------------------------------------------
+
+
+def rows_of(store: Store, task_id: str) -> dict[int, tuple[str, str]]:
+    """``{page id: (job page state, page status)}`` of a job."""
+    with store.read() as s:
+        found = s.execute(
+            select(JobPage.page_id, JobPage.state, Page.status)
+            .join(Page, Page.id == JobPage.page_id)
+            .where(JobPage.job_id == task_id)
+        ).all()
+    return {pid: (state, status) for pid, state, status in found}
+
+
+def test_cancel_moves_exactly_the_queued_pages_and_results_follow_the_job(empty_db: str) -> None:
+    """On a database of its own (no worker sends anything): pages a "worker" holds or has
+    finished keep their state, the queued ones are cancelled in both tables and counted
+    once, a second cancel moves nothing, and a page another job took later shows no
+    result of that job in this one's."""
+    store = Store(empty_db)
+    project = store.create_project("cancel-rows")
+    with store.write() as s:
+        for n in range(1, 11):
+            s.add(
+                Page(
+                    project_id=project.id,
+                    page_number=n,
+                    source="ten.pdf",
+                    source_index=n - 1,
+                    kind="pdf",
+                    mime="application/pdf",
+                    blob=f"{n:064x}",
+                )
+            )
+    task_id, ids, first = rows.claim(store, project.id, None, [PageState.PENDING], "batch")
+    assert first == 1 and ids == store.page_ids(project.id, [PageState.QUEUED])
+    stale = utcnow() - timedelta(hours=1)
+    assert (
+        len(held.claim_pages(store, task_id, ids[:4], "w1", stale_before=stale, max_attempts=3))
+        == 4
+    )
+    held.finish_page(
+        store, task_id, ids[2], PageState.COMPLETED, fields={"words": 5, "confidence": 91.25}
+    )
+    held.finish_page(store, task_id, ids[3], PageState.FAILED, error="unreadable")
+
+    out = jobs.cancel(store, task_id)
+    assert out == {
+        "task_id": task_id,
+        "status": JobState.PROCESSING,
+        "current": 8,
+        "total": 10,
+        "cancelled_pages": 6,
+    }
+    both = rows_of(store, task_id)
+    assert [both[pid] for pid in ids] == [(PageState.PROCESSING,) * 2] * 2 + [
+        (PageState.COMPLETED,) * 2,
+        (PageState.FAILED,) * 2,
+    ] + [(PageState.CANCELLED,) * 2] * 6
+    assert jobs.cancel(store, task_id)["cancelled_pages"] == 0  # nothing left to move
+
+    held.finish_page(store, task_id, ids[0], PageState.COMPLETED, fields={"words": 3})
+    held.finish_page(store, task_id, ids[1], PageState.COMPLETED, fields={"words": 4})
+    final = jobs.cancel(store, task_id)
+    assert final["status"] == JobState.CANCELLED and final["cancelled_pages"] == 0
+    result = final["result"]
+    assert (result["total"], result["completed"], result["failed"], result["cancelled"]) == (
+        10,
+        3,
+        1,
+        6,
+    )
+    assert [r["page_id"] for r in result["results"]] == ids
+    assert result["results"][2] == {
+        "page_id": ids[2],
+        "page_number": 3,
+        "status": PageState.COMPLETED,
+        "words": 5,
+        "confidence": 91.25,
+        "error": None,
+    }
+    assert result["results"][3]["error"] == "unreadable"
+
+    # A later job takes two cancelled pages (in the caller's order) and completes one.
+    later, again, first = rows.claim(store, project.id, [ids[5], ids[4]], [], "batch")
+    assert again == [ids[5], ids[4]] and first == 6
+    held.claim_pages(store, later, again, "w1", stale_before=stale, max_attempts=3)
+    held.finish_page(store, later, ids[5], PageState.COMPLETED, fields={"words": 7})
+    mine = jobs.status(store, task_id)["result"]["results"]
+    assert mine[5] == {
+        "page_id": ids[5],
+        "page_number": 6,
+        "status": PageState.CANCELLED,
+        "words": None,
+        "confidence": None,
+        "error": None,
+    }
+    assert mine[2]["words"] == 5  # still this job's result
+    assert jobs.cancel(store, later)["cancelled_pages"] == 0  # ids[4] is processing
+    assert rows_of(store, later) == {
+        ids[5]: (PageState.COMPLETED,) * 2,
+        ids[4]: (PageState.PROCESSING,) * 2,
+    }
+
+
+def ddl_of_opening(url: str) -> list[str]:
+    """The DDL statements a new :class:`Store` on ``url`` runs."""
+    statements: list[str] = []
+    listener = lambda *a: statements.append(a[2])  # noqa: E731
+    event.listen(Engine, "before_cursor_execute", listener)
+    try:
+        Store(url)
+    finally:
+        event.remove(Engine, "before_cursor_execute", listener)
+    return [q for q in statements if q.lstrip().upper().startswith(("ALTER", "CREATE", "DROP"))]
+
+
+def test_a_whole_thumbnail_index_from_an_older_pagekit_is_made_partial_once(
+    empty_db: str,
+) -> None:
+    """Pages with no thumbnail (never processed) have no entry in its index, so queueing
+    and cancelling them skips it; a database made before keeps its name, made again."""
+    Store(empty_db)
+    with engine_for(empty_db, write=True).begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_pages_thumbnail")
+        conn.exec_driver_sql("CREATE INDEX ix_pages_thumbnail ON pages (thumbnail)")
+    ddl = ddl_of_opening(empty_db)
+    assert len(ddl) == 2 and ddl[0].startswith("DROP INDEX"), ddl
+    assert "WHERE thumbnail IS NOT NULL" in ddl[1], ddl
+    assert ddl_of_opening(empty_db) == []

@@ -14,6 +14,7 @@ import multiprocessing
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import new_project
 from PIL import Image
 from sqlalchemy import (
@@ -38,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from pagekit import _pagegen as gen
+from pagekit import ingest, store
 from pagekit.client import Client
 from pagekit.store import Base, Page, Store, engine_for
 
@@ -57,6 +59,10 @@ def letter(n: int) -> Image.Image:
 
 def blobs_of(client: Client, page_ids: list[int]) -> list[str]:
     return [client.store.page(i).blob for i in page_ids]
+
+
+def split(data: bytes, name: str) -> list[ingest.IngestedPage]:
+    return ingest.split(data, name, max_bytes=10**8, max_pixels=120_000_000)
 
 
 # -- repeated pages inside one file -----------------------------------------------------------
@@ -155,6 +161,50 @@ def test_a_rejected_file_lists_no_pages(tmp_path: Path) -> None:
     assert clash["status"] == "rejected" and "page number 3 is already used" in clash["error"]
     assert clash["page_ids"] == [] and clash["page_numbers"] == []
     assert ok["page_numbers"] == [3, 4, 5] and client.count_pages(project) == 3
+
+
+# -- a file inserted a chunk at a time --------------------------------------------------------
+
+
+def test_a_file_goes_in_a_chunk_at_a_time_and_only_earlier_pages_are_duplicates(
+    any_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file's pages are looked up, numbered and inserted a few at a time: a page repeated
+    across chunks is still a page of its own, the n-th copy of a page already in the
+    project is still its n-th copy there, and a page number taken in a later chunk still
+    refuses the whole file, leaving nothing."""
+    monkeypatch.setattr(store, "INSERT_CHUNK", 2)
+    client = any_client
+    project = new_project(client)
+    [first] = client.add_pages(project, [("first.pdf", gen.scanned_pdf([blank()] * 12))])
+    assert first["page_numbers"] == list(range(1, 13)) and first["error"] is None, first
+    assert len(set(blobs_of(client, first["page_ids"]))) == 1
+
+    pages = [letter(40), blank(), letter(41), blank(), blank(), letter(40), blank()]
+    [out] = client.add_pages(project, [("second.pdf", gen.scanned_pdf(pages))])
+    assert out["status"] == "added", out
+    assert out["page_numbers"] == [13, 14, 15]
+    assert blobs_of(client, out["page_ids"])[0] == blobs_of(client, out["page_ids"])[2]
+    assert out["duplicate_file_pages"] == [2, 4, 5, 7]
+    assert out["duplicate_of_numbers"] == [1, 2, 3, 4]
+    assert out["duplicates"] == first["page_ids"][:4]
+
+    # Added again, twelve copies of one page map onto the twelve already there.
+    [again] = client.add_pages(project, [("first-again.pdf", gen.scanned_pdf([blank()] * 12))])
+    assert again["status"] == "duplicate" and again["page_ids"] == [], again
+    assert again["duplicate_of_numbers"] == first["page_numbers"]
+    assert again["duplicates"] == first["page_ids"]
+    assert again["error"].endswith("its page 10 is page 10 and 2 more; not stored twice")
+
+    client.add_pages(project, [("taken.png", gen.image_bytes(letter(42)))], page_number=30)
+    later = gen.scanned_pdf([letter(n) for n in range(43, 49)])
+    keys = [hashlib.sha256(p.data).hexdigest() for p in split(later, "later.pdf")]
+    [clash] = client.add_pages(project, [("later.pdf", later)], page_number=27)
+    assert clash["status"] == "rejected" and "page number 30 is already used" in clash["error"]
+    assert clash["page_ids"] == [] and clash["page_numbers"] == [], clash
+    assert client.count_pages(project) == 16
+    # Its first chunk (pages 27 and 28) was inserted, then rolled back: no bytes are left.
+    assert not any(client.blobs.exists(key) for key in keys)
 
 
 # -- concurrent uploads ------------------------------------------------------------------------

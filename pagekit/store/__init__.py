@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     create_engine,
     event,
     func,
@@ -99,7 +102,15 @@ class Page(Base):
         Index("ix_pages_project_status", "project_id", "status"),
         # Whether any page, in any project, still names some bytes (deleting pages).
         Index("ix_pages_blob", "blob"),
-        Index("ix_pages_thumbnail", "thumbnail"),
+        # Whether any page still names a thumbnail: only pages that have one, so a page
+        # never processed has no entry, and queueing or cancelling 100,000 of them (each
+        # row rewritten: on PostgreSQL an entry in every index of the table) skips it.
+        Index(
+            "ix_pages_thumbnail",
+            "thumbnail",
+            sqlite_where=sql_text("thumbnail IS NOT NULL"),
+            postgresql_where=sql_text("thumbnail IS NOT NULL"),
+        ),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
@@ -334,16 +345,21 @@ def _unavailable(exc: DBAPIError, url: str, busy_timeout: float) -> DatabaseUnav
 # 0.1.0 refused a page whose bytes were already in the project, which refused whole any
 # file that repeats a page (two blank pages, a TIFF with repeated frames).
 _DROPPED_UNIQUE = {"pages": "uq_page_blob"}
+# Indexes that are partial now (``... WHERE``) and were made whole by an older pagekit,
+# under the same name: made again.
+_NOW_PARTIAL = ("ix_pages_thumbnail",)
 
 
 def migrate(engine: Engine) -> None:
     """Bring a database made by an older pagekit up to the models, in place.
 
     Drops the 0.1.0 ``UNIQUE (project_id, blob)`` on ``pages`` (SQLite: a table rebuild),
-    adds nullable columns the models have and the tables lack (``ADD COLUMN``), and creates
-    the models' missing indexes. When there is nothing to do it costs one reflection of
-    column, index and constraint names, so every :class:`Store` runs it; concurrent
-    openers are safe (SQLite writers are serialized, PostgreSQL DDL says ``IF NOT EXISTS``).
+    adds nullable columns the models have and the tables lack (``ADD COLUMN``), creates
+    the models' missing indexes, and makes again an index that is partial now and whole
+    in the database (:data:`_NOW_PARTIAL`). When there is nothing to do it costs one
+    reflection of column, index and constraint names and one catalogue query, so every
+    :class:`Store` runs it; concurrent openers are safe (SQLite writers are serialized,
+    PostgreSQL DDL says ``IF [NOT] EXISTS``).
     """
     with engine.begin() as conn:
         todo = _pending(conn)
@@ -362,17 +378,37 @@ def _pending(conn: Connection) -> dict[str, list[Any]]:
     names = [t.name for t in Base.metadata.sorted_tables if t.name in present]
     columns = insp.get_multi_columns(filter_names=names)
     indexes = insp.get_multi_indexes(filter_names=names)
-    todo: dict[str, list[Any]] = {"rebuild": [], "columns": [], "indexes": []}
+    todo: dict[str, list[Any]] = {"rebuild": [], "columns": [], "indexes": [], "remade": []}
+    whole = _whole_indexes(conn, _NOW_PARTIAL)
     for name in names:
         table = Base.metadata.tables[name]
         have = {c["name"] for c in columns[(None, name)]}
         todo["columns"] += [c for c in table.columns if c.name not in have]
         have = {i["name"] for i in indexes[(None, name)]}
         todo["indexes"] += [i for i in table.indexes if i.name not in have]
+        todo["remade"] += [i for i in table.indexes if i.name in have and i.name in whole]
         dropped = _DROPPED_UNIQUE.get(name)
         if dropped and dropped in {u["name"] for u in insp.get_unique_constraints(name)}:
             todo["rebuild"].append(name)
     return todo
+
+
+def _whole_indexes(conn: Connection, names: tuple[str, ...]) -> set[str]:
+    """Of the indexes ``names``, those the database has without a ``WHERE`` (SQLite and
+    PostgreSQL; another database keeps what it has)."""
+    if conn.dialect.name == "sqlite":
+        query = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name IN :names"
+    elif conn.dialect.name == "postgresql":
+        query = (
+            "SELECT indexname, indexdef FROM pg_indexes "
+            "WHERE schemaname = current_schema() AND indexname IN :names"
+        )
+    else:
+        return set()
+    found = conn.execute(
+        sql_text(query).bindparams(bindparam("names", expanding=True)), {"names": list(names)}
+    )
+    return {name for name, sql in found if " WHERE " not in (sql or "").upper()}
 
 
 def _apply(conn: Connection, todo: dict[str, list[Any]]) -> None:
@@ -398,7 +434,9 @@ def _apply(conn: Connection, todo: dict[str, list[Any]]) -> None:
         conn.exec_driver_sql(
             f"ALTER TABLE {quote(table)} ADD COLUMN{exists} {quote(column.name)} {kind}"
         )
-    for index in todo["indexes"]:
+    for index in todo["remade"]:
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {quote(index.name)}")
+    for index in todo["indexes"] + todo["remade"]:
         conn.execute(CreateIndex(index, if_not_exists=True))
 
 
@@ -452,17 +490,29 @@ def lock_blob_keys(session: Session, keys: Iterable[str], *, shared: bool) -> No
     """
     if session.get_bind().dialect.name != "postgresql":
         return
-    ids = [int(key[:16], 16) - (1 << 63) for key in sorted(set(keys))]  # signed bigint
+    lock_ids(session, sorted({blob_lock_id(key) for key in keys}), shared=shared)
+
+
+def blob_lock_id(key: str) -> int:
+    """The advisory lock (a signed bigint) of a page-bytes key."""
+    return int(key[:16], 16) - (1 << 63)
+
+
+def lock_ids(session: Session, ids: list[int], *, shared: bool) -> None:
+    """Take the advisory locks ``ids`` (sorted) on PostgreSQL, ``LOCK_IDS_PER_QUERY`` a
+    round trip (unnest keeps the array's sorted order)."""
     lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-    # One round trip; unnest keeps the array's (sorted) order.
     query = sql_text(f"SELECT {lock}(k) FROM unnest(CAST(:ids AS bigint[])) AS k")
-    session.execute(query, {"ids": ids})
+    for at in range(0, len(ids), LOCK_IDS_PER_QUERY):
+        session.execute(query, {"ids": ids[at : at + LOCK_IDS_PER_QUERY]})
 
 
 # Adding a file's pages: keys looked up per query (bounded statement size; SQLite allows
 # 32,766 parameters) and rows inserted per statement.
 KEYS_PER_QUERY = 500
 INSERT_CHUNK = 1000
+# Advisory locks taken per round trip (PostgreSQL).
+LOCK_IDS_PER_QUERY = 10_000
 # Rows of a page list fetched per round trip.
 PAGE_ROWS_PER_FETCH = 5000
 # An add of this many pages to a PostgreSQL table never analyzed analyzes it.
@@ -484,6 +534,23 @@ def page_filter(
         flagged = Page.needs_review.is_(True)
         where.append(flagged if needs_review else Page.needs_review.is_not(True))
     return where
+
+
+@dataclass
+class FileAdded:
+    """What :meth:`Store.add_file_pages` added from one file."""
+
+    page_ids: array[int] = field(default_factory=lambda: array("q"))  # the new pages, in order
+    first_number: int = 0  # their numbers: first_number, first_number + 1, ...
+    # Pages of the file already in the project: each one's place in the file (1-based),
+    # and the id and number of the page it is.
+    dup_pages: array[int] = field(default_factory=lambda: array("q"))
+    dup_ids: array[int] = field(default_factory=lambda: array("q"))
+    dup_numbers: array[int] = field(default_factory=lambda: array("q"))
+
+    @property
+    def page_numbers(self) -> range:
+        return range(self.first_number, self.first_number + len(self.page_ids))
 
 
 class Store:
@@ -733,25 +800,30 @@ class Store:
     def add_file_pages(
         self,
         project_id: int,
-        pages: list[Any],
-        keys: list[str],
+        pages: Any,
         page_number: int | None,
-        put_blob: Any,
+        put_blob: Callable[[int, str], None],
         source: str,
-    ) -> tuple[list[tuple[int, int]], dict[str, list[tuple[int, int]]]]:
-        """Store one file's pages in one transaction; return (added, existing copies).
+    ) -> FileAdded:
+        """Store one file's pages in one transaction; return what was added.
 
-        ``pages`` are :class:`pagekit.ingest.IngestedPage` (their bytes may be gone: the
-        row takes ``size``); ``keys`` their sha256. ``added`` holds the new pages' ``(page
-        id, page number)``, in file order. ``existing`` maps a key already in the project
-        to its ``(page id, page number)`` copies: those pages are not stored again.
-        ``put_blob(page, key)`` runs for each page to insert, under the keys' locks (no
-        removal of those bytes until the commit), and makes sure its bytes are stored, so
-        a committed row always has its blob. Rows go in ``INSERT_CHUNK`` at a time.
+        ``pages`` is a :class:`pagekit.ingest.PageKeys`: each page's key (the sha256 of its
+        bytes) and size in file order, and the file's name, kind and type. A page whose
+        bytes are already in the project from an earlier add is not added: the n-th copy
+        of a page in the file is the n-th copy in the project (or the last), so adding a
+        file again maps its pages one to one onto the first upload. The others take
+        consecutive numbers from ``page_number`` (or the next). ``put_blob(index, key)``
+        runs for each page to insert, under the keys' locks (no removal of those bytes
+        until the commit), and makes sure its bytes are stored, so a committed row always
+        has its blob.
+
+        The pages go ``INSERT_CHUNK`` at a time, each chunk looked up, numbered and
+        inserted before the next; nothing is kept per page but the new pages' ids and the
+        duplicates (a 100,000-page file takes the same memory as a 1,000-page one).
         """
         from sqlalchemy import insert
 
-        added: list[tuple[int, int]] = []
+        added = FileAdded()
         try:
             with self.write() as s:
                 # Adds to one project take turns (SQLite: BEGIN IMMEDIATE already does), so
@@ -761,69 +833,81 @@ class Store:
                 )
                 if locked is None:
                     raise NoSuchProject(project_id)
-                lock_blob_keys(s, keys, shared=True)  # no removal of these bytes meanwhile
-                existing: dict[str, list[tuple[int, int]]] = {}
-                unique = sorted(set(keys))
-                for at in range(0, len(unique), KEYS_PER_QUERY):  # bounded statement size
-                    for blob, pid, number in s.execute(
-                        select(Page.blob, Page.id, Page.page_number)
-                        .where(
-                            Page.project_id == project_id,
-                            Page.blob.in_(unique[at : at + KEYS_PER_QUERY]),
+                if s.get_bind().dialect.name == "postgresql":  # no removal of these bytes
+                    ids = sorted({blob_lock_id(pages.key(i)) for i in range(len(pages))})
+                    lock_ids(s, ids, shared=True)
+                    del ids
+                first = number = page_number or self.next_page_number(s, project_id)
+                added.first_number = first
+                turns: dict[str, int] = {}  # copies matched so far, of keys in the project twice
+                now = utcnow()
+                for at in range(0, len(pages), INSERT_CHUNK):  # one chunk's rows at a time
+                    stop = min(at + INSERT_CHUNK, len(pages))
+                    chunk = [(i, pages.key(i)) for i in range(at, stop)]
+                    # The project's copies of these bytes, from before this add.
+                    copies = self._copies(s, project_id, {key for _, key in chunk}, first, number)
+                    fresh = []
+                    for index, key in chunk:
+                        found = copies.get(key)
+                        if found is None:
+                            fresh.append((index, key))
+                            continue
+                        turn = 0
+                        if len(found) > 1:
+                            turn = turns.get(key, 0)
+                            turns[key] = turn + 1
+                        page_id, its_number = found[min(turn, len(found) - 1)]
+                        added.dup_pages.append(index + 1)
+                        added.dup_ids.append(page_id)
+                        added.dup_numbers.append(its_number)
+                    if not fresh:
+                        continue
+                    last = number + len(fresh) - 1
+                    if page_number is not None:
+                        taken = s.scalar(
+                            select(func.min(Page.page_number)).where(
+                                Page.project_id == project_id,
+                                Page.page_number.between(number, last),
+                            )
                         )
-                        .order_by(Page.page_number)
-                    ):
-                        existing.setdefault(blob, []).append((pid, number))
-                fresh = [(p, k) for p, k in zip(pages, keys, strict=True) if k not in existing]
-                number = page_number or self.next_page_number(s, project_id)
-                if page_number is not None and fresh:
-                    taken = s.scalar(
-                        select(func.min(Page.page_number)).where(
-                            Page.project_id == project_id,
-                            Page.page_number.between(number, number + len(fresh) - 1),
-                        )
-                    )
-                    if taken is not None:
-                        raise PageNumberTaken(
-                            f"{source}: page number {taken} is already used in "
-                            "this project; choose another page number or leave it out"
-                        )
-                now, first = utcnow(), number
-                for at in range(0, len(fresh), INSERT_CHUNK):  # one chunk's rows at a time
+                        if taken is not None:
+                            raise PageNumberTaken(
+                                f"{source}: page number {taken} is already used in "
+                                "this project; choose another page number or leave it out"
+                            )
                     rows: list[dict[str, Any]] = []
-                    for p, key in fresh[at : at + INSERT_CHUNK]:
-                        put_blob(p, key)  # a repeated page's bytes are kept once
+                    for n, (index, key) in enumerate(fresh, number):
+                        put_blob(index, key)  # a repeated page's bytes are kept once
                         rows.append(
                             {
                                 "project_id": project_id,
-                                "page_number": number,
-                                "source": p.source,
-                                "source_index": p.index,
-                                "kind": p.kind,
-                                "mime": p.mime,
+                                "page_number": n,
+                                "source": source,
+                                "source_index": index,
+                                "kind": pages.kind,
+                                "mime": pages.mime,
                                 "blob": key,
-                                "size": p.size,
+                                "size": pages.size(index),
                                 "status": PageState.PENDING.value,
                                 "created_at": now,
                             }
                         )
-                        number += 1
                     s.execute(insert(Page), rows)
-                if fresh:  # the numbers are this add's alone while it holds the lock
-                    added = [
-                        (int(pid), int(n))
-                        for pid, n in s.execute(
-                            select(Page.id, Page.page_number)
+                    # The numbers are this add's alone while it holds the lock.
+                    added.page_ids.extend(
+                        s.scalars(
+                            select(Page.id)
                             .where(
                                 Page.project_id == project_id,
-                                Page.page_number.between(first, number - 1),
+                                Page.page_number.between(number, last),
                             )
                             .order_by(Page.page_number)
                         )
-                    ]
+                    )
+                    number = last + 1
         except IntegrityError as exc:  # not expected while adds take turns; say what failed
             raise PageNumberTaken(f"{source}: could not add ({exc.orig})") from exc
-        if len(added) >= ANALYZE_AFTER and self._engine().dialect.name == "postgresql":
+        if len(added.page_ids) >= ANALYZE_AFTER and self._engine().dialect.name == "postgresql":
             # PostgreSQL plans reads in page order from the table's statistics; a table never
             # analyzed (autovacuum off, or not round yet) is taken for a few rows, and each
             # chunk of an export sorts the whole project. Once is enough.
@@ -831,7 +915,30 @@ class Store:
             with self._translated(), self._engine(write=True).begin() as conn:
                 if conn.scalar(sql_text(never)):
                     conn.exec_driver_sql("ANALYZE pages")
-        return added, existing
+        return added
+
+    @staticmethod
+    def _copies(
+        s: Session, project_id: int, keys: set[str], first: int, number: int
+    ) -> dict[str, list[tuple[int, int]]]:
+        """The pages of the project holding these bytes, in page order, left out those
+        this add numbered ``first`` to ``number - 1``: ``{key: [(page id, number)]}``."""
+        copies: dict[str, list[tuple[int, int]]] = {}
+        unique = sorted(keys)
+        for at in range(0, len(unique), KEYS_PER_QUERY):  # bounded statement size
+            query = (
+                select(Page.blob, Page.id, Page.page_number)
+                .where(
+                    Page.project_id == project_id,
+                    Page.blob.in_(unique[at : at + KEYS_PER_QUERY]),
+                )
+                .order_by(Page.page_number)
+            )
+            if number > first:
+                query = query.where(~Page.page_number.between(first, number - 1))
+            for blob, page_id, its_number in s.execute(query):
+                copies.setdefault(blob, []).append((page_id, its_number))
+        return copies
 
     def next_page_number(self, session: Session, project_id: int) -> int:
         top = session.scalar(

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, literal, select, text, update
+from sqlalchemy import case, func, insert, literal, select, text, update
 
 from ..contract import ACTIVE, PageState
 from ..errors import NoSuchPage, NoSuchProject, NoSuchTask, NothingToProcess, PageBusy
@@ -38,42 +38,67 @@ def claim(
     processing raises :class:`PageBusy`). Otherwise whatever pages of the project are in
     ``states`` at this instant are claimed; none left raises :class:`NothingToProcess`.
     The job's rows are written in bulk (one INSERT ... SELECT, or batched inserts in the
-    caller's order), so claiming 100,000 pages costs a few statements.
+    caller's order), so claiming 100,000 pages costs a few statements; they are Core
+    statements on the session's connection (no ORM bookkeeping), and none reads the
+    whole table: the project's pages through its indexes, or the given ids by key.
     """
     job_id = str(uuid.uuid4())
     with store.write() as s:
+        conn = s.connection()
         # A key-share lock: a project being deleted (which holds its row lock) is waited
         # for, then found gone, rather than failing the job's foreign key.
         project = select(Project.id).where(Project.id == project_id)
-        if s.scalar(project.with_for_update(key_share=True)) is None:
+        if conn.scalar(project.with_for_update(key_share=True)) is None:
             raise NoSuchProject(project_id)
-        s.add(Job(id=job_id, project_id=project_id, kind=kind, total=0, ocr_mode=ocr_mode))
-        s.flush()
+        conn.execute(
+            insert(Job).values(
+                id=job_id, project_id=project_id, kind=kind, total=0, ocr_mode=ocr_mode
+            )
+        )
         if page_ids is None:
-            ids = _claim_in_states(s, job_id, project_id, states)
+            ids, first = _claim_in_states(conn, job_id, project_id, states)
         else:
-            ids = _claim_these(s, job_id, project_id, page_ids)
-        first = s.scalar(select(Page.page_number).where(Page.id == ids[0]))
-        s.execute(update(Job).where(Job.id == job_id).values(total=len(ids)))
+            ids = _claim_these(conn, job_id, project_id, page_ids)
+            first = conn.scalar(select(Page.page_number).where(Page.id == ids[0]))
+        conn.execute(update(Job).where(Job.id == job_id).values(total=len(ids)))
     return job_id, ids, int(first)  # type: ignore[arg-type]
 
 
-def _take(s: Any, job_id: str, *where: Any, params: dict[str, Any] | None = None) -> int:
+def _plain_rows(conn: Any, query: Any) -> list[Any]:
+    """The rows of ``query`` as the driver returns them (tuples), with no SQLAlchemy
+    ``Row`` made per row: at 100,000 rows those cost as much as the query itself. Only
+    for columns the driver already returns as Python wants them (integers, strings,
+    floats; not dates or booleans, which SQLite stores as text and integers)."""
+    result = conn.execute(query)
+    try:
+        return list(result.cursor.fetchall())
+    finally:
+        result.close()
+
+
+def _take(conn: Any, job_id: str, *where: Any, params: dict[str, Any] | None = None) -> int:
     """Mark the matching pages queued by this job; how many."""
     return int(
-        s.execute(
+        conn.execute(
             update(Page).where(*where).values(status=PageState.QUEUED, job_id=job_id, error=None),
             params,
-            execution_options={"synchronize_session": False},
         ).rowcount
     )
 
 
-def _claim_in_states(s: Any, job_id: str, project_id: int, states: Sequence[str]) -> list[int]:
-    """Claim the project's pages in ``states``, in page order; their ids."""
-    if not _take(s, job_id, Page.project_id == project_id, Page.status.in_(list(states))):
-        _nothing_left(s, project_id, states)  # rolls back
-    mine = (Page.job_id == job_id) & (Page.status == PageState.QUEUED)
+def _claim_in_states(
+    conn: Any, job_id: str, project_id: int, states: Sequence[str]
+) -> tuple[list[int], int]:
+    """Claim the project's pages in ``states``, in page order: their ids, and the first
+    one's number."""
+    if not _take(conn, job_id, Page.project_id == project_id, Page.status.in_(list(states))):
+        _nothing_left(conn, project_id, states)  # rolls back
+    # The project's queued pages (its index), of this job.
+    mine = (
+        (Page.project_id == project_id)
+        & (Page.status == PageState.QUEUED)
+        & (Page.job_id == job_id)
+    )
     position = func.row_number().over(order_by=Page.page_number) - 1
     rows = select(
         literal(job_id),
@@ -84,13 +109,16 @@ def _claim_in_states(s: Any, job_id: str, project_id: int, states: Sequence[str]
         literal(utcnow()),
     ).where(mine)
     columns = ["job_id", "page_id", "position", "state", "attempts", "queued_at"]
-    s.execute(insert(JobPage).from_select(columns, rows))
-    return list(s.scalars(select(Page.id).where(mine).order_by(Page.page_number)))
+    conn.execute(insert(JobPage).from_select(columns, rows))
+    ordered = _plain_rows(
+        conn, select(Page.id, Page.page_number).where(mine).order_by(Page.page_number)
+    )
+    return [pid for pid, _ in ordered], ordered[0][1]
 
 
-def _ordered_ids(s: Any) -> str:
+def _ordered_ids(conn: Any) -> str:
     """SQL for ``(pid, position)`` rows of the ``:ids`` array, position from 0 in its order."""
-    if s.get_bind().dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql":
         return (
             "SELECT pid, ord - 1 AS position "
             "FROM unnest(CAST(:ids AS bigint[])) WITH ORDINALITY AS t(pid, ord)"
@@ -98,38 +126,56 @@ def _ordered_ids(s: Any) -> str:
     return "SELECT CAST(value AS INTEGER) AS pid, key AS position FROM json_each(:ids)"
 
 
-def _ids_param(s: Any, ids: list[int]) -> dict[str, Any]:
-    postgres = s.get_bind().dialect.name == "postgresql"
+def _ids_param(conn: Any, ids: list[int]) -> dict[str, Any]:
+    postgres = conn.dialect.name == "postgresql"
     return {"ids": list(ids) if postgres else json.dumps(ids)}
 
 
-def _claim_these(s: Any, job_id: str, project_id: int, page_ids: list[int]) -> list[int]:
+def _given_page(conn: Any) -> Any:
+    """The page is one of the ``:ids``. PostgreSQL: ``= ANY`` of the array, which it
+    hashes or looks up by key as it sees fit (an ``IN`` over ``unnest()`` made it
+    de-duplicate and then look up 100,000 ids one by one: 0.3 s more). SQLite: ``IN`` the
+    JSON array's values."""
+    if conn.dialect.name == "postgresql":
+        return text("pages.id = ANY(CAST(:ids AS bigint[]))")
+    given = select(text("pid")).select_from(text(f"({_ordered_ids(conn)}) AS given"))
+    return Page.id.in_(given.scalar_subquery())
+
+
+def _claim_these(conn: Any, job_id: str, project_id: int, page_ids: list[int]) -> list[int]:
     """Claim exactly ``page_ids`` (all or none), in the caller's order."""
-    given = select(text("pid")).select_from(text(f"({_ordered_ids(s)}) AS given"))
     taken = _take(
-        s,
+        conn,
         job_id,
-        Page.project_id == project_id,
-        Page.id.in_(given.scalar_subquery()),
+        _given_page(conn),
+        # "+ 0": no index on it, so SQLite looks the ids up by key rather than walking
+        # every page of the project (one page of a 100,000-page project: 6 ms otherwise).
+        Page.project_id + 0 == project_id,
         Page.status.not_in(ACTIVE),
-        params=_ids_param(s, page_ids),
+        params=_ids_param(conn, page_ids),
     )
     if taken != len(page_ids):
         claimed = set(
-            s.scalars(select(Page.id).where(Page.job_id == job_id, Page.status == PageState.QUEUED))
+            conn.scalars(
+                select(Page.id).where(
+                    Page.project_id == project_id,
+                    Page.status == PageState.QUEUED,
+                    Page.job_id == job_id,
+                )
+            )
         )
-        _refuse(s, project_id, page_ids, claimed)  # rolls back
+        _refuse(conn, project_id, page_ids, claimed)  # rolls back
     # One INSERT ... SELECT over the ids passed as one array, positions from its order.
-    s.execute(
+    conn.execute(
         text(
             "INSERT INTO job_pages (job_id, page_id, position, state, attempts, queued_at) "
-            f"SELECT :job, pid, position, :state, 0, :now FROM ({_ordered_ids(s)}) AS given"
+            f"SELECT :job, pid, position, :state, 0, :now FROM ({_ordered_ids(conn)}) AS given"
         ),
         {
             "job": job_id,
             "state": PageState.QUEUED.value,
             "now": utcnow(),
-            **_ids_param(s, page_ids),
+            **_ids_param(conn, page_ids),
         },
     )
     return page_ids
@@ -209,36 +255,39 @@ def counts(store: Store, job_id: str) -> tuple[Job, dict[str, int]]:
 
 
 def page_outcomes(store: Store, job_id: str) -> list[dict[str, Any]]:
-    """Each page of the job, in the job's order, with its outcome in this job."""
-    with store.read() as s:
-        rows = s.execute(
-            select(
-                Page.id,
-                Page.page_number,
-                JobPage.state,
-                Page.job_id,
-                Page.words,
-                Page.confidence,
-                Page.error,
-            )
-            .join(Page, Page.id == JobPage.page_id)
-            .where(JobPage.job_id == job_id)
-            .order_by(JobPage.position)
-        ).all()
-    out = []
-    for page_id, number, state, page_job, words, confidence, error in rows:
-        mine = page_job == job_id  # a later job may have reprocessed the page
-        out.append(
-            {
-                "page_id": page_id,
-                "page_number": number,
-                "status": state,
-                "words": words if mine else None,
-                "confidence": confidence if mine else None,
-                "error": error if mine else None,
-            }
+    """Each page of the job, in the job's order, with its outcome in this job.
+
+    One Core query of the six columns the answer has (a page reprocessed by a later job
+    shows no words, confidence or error here: the CASEs), read as the driver's tuples:
+    100,000 pages in about a tenth of a second on SQLite.
+    """
+    mine = Page.job_id == job_id  # a later job may have reprocessed the page
+    query = (
+        select(
+            Page.id,
+            Page.page_number,
+            JobPage.state,
+            case((mine, Page.words)),
+            case((mine, Page.confidence)),
+            case((mine, Page.error)),
         )
-    return out
+        .join(Page, Page.id == JobPage.page_id)
+        .where(JobPage.job_id == job_id)
+        .order_by(JobPage.position)
+    )
+    with store.read() as s:
+        rows = _plain_rows(s.connection(), query)
+    return [
+        {
+            "page_id": page_id,
+            "page_number": number,
+            "status": state,
+            "words": words,
+            "confidence": confidence,
+            "error": error,
+        }
+        for page_id, number, state, words, confidence, error in rows
+    ]
 
 
 def cancel_queued(store: Store, job_id: str) -> int:
@@ -247,36 +296,38 @@ def cancel_queued(store: Store, job_id: str) -> int:
     The job pages move first and the job row after (the order every transaction takes
     its locks in, :mod:`pagekit.store.counters`); a worker that claimed a page meanwhile
     sees the flag at its next step.
+
+    The pages follow their job pages: a page's row says ``queued`` for this job exactly
+    while its job page does (every writer moves both in one transaction), so the pages
+    to mark are the project's queued pages of this job, read through the project's
+    ``(project_id, status)`` index rather than looked up one by one. Two Core UPDATEs
+    of 100,000 rows each, and nothing read back row by row.
     """
     now = utcnow()
     with store.write() as s:
+        conn = s.connection()
         job = s.get(Job, job_id)
         if job is None:
             raise NoSuchTask(job_id)
-        moved = s.execute(
+        moved = conn.execute(
             update(JobPage)
             .where(JobPage.job_id == job_id, JobPage.state == PageState.QUEUED)
-            .values(state=PageState.CANCELLED, finished_at=now, heartbeat_at=None),
-            execution_options={"synchronize_session": False},
+            .values(state=PageState.CANCELLED, finished_at=now, heartbeat_at=None)
         ).rowcount
         if moved:
-            just_cancelled = select(JobPage.page_id).where(
-                JobPage.job_id == job_id, JobPage.state == PageState.CANCELLED
-            )
-            s.execute(
+            conn.execute(
                 update(Page)
                 .where(
-                    Page.job_id == job_id,
+                    Page.project_id == job.project_id,
                     Page.status == PageState.QUEUED,
-                    Page.id.in_(just_cancelled),
+                    Page.job_id == job_id,
                 )
-                .values(status=PageState.CANCELLED, finished_at=now),
-                execution_options={"synchronize_session": False},
+                .values(status=PageState.CANCELLED, finished_at=now)
             )
         counters.moved(s, job_id, moved, PageState.QUEUED, PageState.CANCELLED)
         s.refresh(job)
         c = counters.read(s, job)
         # A job that was finished before this call keeps its outcome.
         if moved or c[PageState.QUEUED] or c[PageState.PROCESSING]:
-            s.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
+            conn.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
     return int(moved)
