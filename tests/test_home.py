@@ -56,7 +56,9 @@ def run_notebook(cwd: Path, env: dict[str, str]) -> str:
         for key, value in env.items():
             mp.setenv(key, value)
         client.execute()
-    return "\n".join(o.get("text", "") for cell in nb.cells for o in cell.get("outputs", []))
+    # Stream outputs as the notebook shows them: a print may reach it in several pieces
+    # (the kernel flushes on a timer), each carrying its own newlines.
+    return "".join(o.get("text", "") for cell in nb.cells for o in cell.get("outputs", []))
 
 
 def user_env(**set_: str) -> dict[str, str]:
