@@ -35,7 +35,8 @@ Each line prints the figure, what was measured, the goal and PASS or MISS; goals
   pipeline spends (the pages' own ``timings``) and on what.
 - worker RSS: each worker process's resident memory (``/proc/<pid>/status`` VmRSS of the
   Celery main process and its pool processes, from ``client.workers()``) before the first
-  round and after the last.
+  round and after at least 5,000 pages (untimed rounds are added when the timed ones
+  process fewer).
 - enqueue N: ``process_pending`` on the N-page project.
 - ``status(task_id)``: median of many calls on a 100-page job and on the N-page job, both
   unfinished (the 100 pages queued behind the N pages); and, for information, on the
@@ -380,6 +381,11 @@ def scale(n: int, processes: int, rounds: int, drain_limit: float) -> None:
             client.shutdown()
 
 
+# Pages the workers process between the two readings of their memory (the issue's "RSS
+# growth over 5,000 pages"): the timed rounds, then untimed ones if those are fewer.
+RSS_PAGES = 5000
+
+
 def text_layer_run(
     client: Client, small: dict[str, Any], n: int, processes: int, rounds: int
 ) -> None:
@@ -410,6 +416,11 @@ def text_layer_run(
             sources = df.text_source.value_counts().to_dict()
             assert sources == {"text-layer": n}, f"not all pages used their text layer: {sources}"
             ids = [int(i) for i in df.page_id]
+    processed = rounds * n
+    while processed < RSS_PAGES:  # untimed rounds, until the workers have done enough pages
+        job = client.process_batch(small, ids)
+        client.wait(job["task_id"], progress=False, interval=0.5)
+        processed += n
     rss_after = worker_rss(client)
 
     data = [client.page_bytes(i) for i in ids]
@@ -436,6 +447,7 @@ def text_layer_run(
         f"own total {inside * 1000:.0f} ms (median ms by stage: {parts})"
     )
 
+    note(f"worker memory read before and after {processed:,} pages")
     for pid, before in sorted(rss_before.items()):
         after = rss_after.get(pid)
         if before is None or after is None:
