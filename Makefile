@@ -35,7 +35,7 @@ serve: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/throughput.py
 
-# Issue #13's scale figures at 10,000 pages (--pages 100000, --two-hosts: see bench/scale.py).
+# Scale figures at 10,000 pages (--pages 100000, --two-hosts: see bench/scale.py).
 bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py
 
