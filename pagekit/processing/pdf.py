@@ -108,13 +108,14 @@ def read_page(
     *,
     mode: str = "auto",
     min_chars: int,
-    dpi: int,
+    dpi: int | None,
     max_pixels: int,
     thumb_size: int,
-) -> PageRead:
+) -> PageRead | None:
     """Open a one-page PDF, read and check its text layer, and render the page: only for a
     thumbnail when the text layer is to be used (mode "text-only", or mode "auto" and the
-    layer passes :func:`pagekit.processing.textcheck.check`), else at ``dpi`` for OCR."""
+    layer passes :func:`pagekit.processing.textcheck.check`), else at ``dpi`` for OCR.
+    ``dpi=None``: never render for OCR; None when the page needs it (read it again)."""
     timings: dict[str, float] = {}
     started = perf_counter()
     doc = open_document(data, source)
@@ -130,32 +131,12 @@ def read_page(
         started = perf_counter()
         if mode == OcrMode.TEXT_ONLY or (verdict is not None and verdict.ok):
             return PageRead(text, render_to_fit(page, thumb_size), None, timings, verdict)
+        if dpi is None:
+            return None
         fitted = fit_dpi(page, dpi, max_pixels)
         image = render(page, fitted)
         timings["render"] = round(perf_counter() - started, 4)
         return PageRead(text, image, fitted, timings, verdict)
-    finally:
-        doc.close()
-
-
-def text_layer_page(
-    data: bytes, source: str, *, mode: str, min_chars: int, thumb_size: int
-) -> PageRead | None:
-    """:func:`read_page` for a page whose text layer is used, without rendering it for OCR:
-    None when the page needs OCR (its layer failed the check), to be read on its own."""
-    timings: dict[str, float] = {}
-    started = perf_counter()
-    doc = open_document(data, source)
-    try:
-        page = doc[0]
-        timings["load"] = round(perf_counter() - started, 4)
-        started = perf_counter()
-        text = text_layer(page)
-        verdict = textcheck.check(text, min_chars)
-        timings["text_layer"] = round(perf_counter() - started, 4)
-        if mode == OcrMode.TEXT_ONLY or verdict.ok:
-            return PageRead(text, render_to_fit(page, thumb_size), None, timings, verdict)
-        return None
     finally:
         doc.close()
 
@@ -214,7 +195,8 @@ _SERVED: dict[str, Callable[..., PageRead | Image.Image]] = {
 
 def _serve(meta: dict[str, Any], blobs: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
     """In the helper: ``meta["call"](page bytes, source, **meta["kw"])``, ready for the pipe;
-    or, for ``"text_layer_pages"``, :func:`text_layer_page` for each page given."""
+    or, for ``"text_layer_pages"``, :func:`read_page` without OCR rendering for each page
+    given."""
     if meta["call"] == "text_layer_pages":
         return _serve_text_layer_pages(meta["sources"], blobs, meta["kw"])
     return _to_wire(_SERVED[meta["call"]](blobs[0], meta["source"], **meta["kw"]))
@@ -228,7 +210,7 @@ def _serve_text_layer_pages(
     images: list[bytes] = []
     for source, data in zip(sources, pages, strict=True):
         try:
-            got = text_layer_page(data, source, **kw)
+            got = read_page(data, source, dpi=None, max_pixels=0, **kw)
         except Exception:  # the page's own read says what is wrong with it
             got = None
         if got is None:
@@ -266,9 +248,9 @@ def served(
 def text_layer_pages(
     pages: list[tuple[bytes, str]], *, memory_mb: int, time_limit: int, **kw: Any
 ) -> list[PageRead | None]:
-    """:func:`text_layer_page` for several pages in one call to the helper (``kw``: its
-    ``mode``, ``min_chars`` and ``thumb_size``): a page's read, or None for a page to read
-    on its own (it needs OCR, or it failed). If the helper fails or dies, every page is
+    """:func:`read_page` with ``dpi=None`` for several pages in one call to the helper
+    (``kw``: its ``mode``, ``min_chars`` and ``thumb_size``): a page's read, or None for a
+    page to read on its own (it needs OCR, or it failed). If the helper fails or dies, every page is
     None: each is then read alone, so a bad page fails by itself, with its message."""
     if not pages or threading.current_thread() is not threading.main_thread():
         return [None] * len(pages)
