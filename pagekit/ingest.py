@@ -778,6 +778,19 @@ class _Tables(dict):  # type: ignore[type-arg]
         super().__setitem__(generation, table if type(table) is self.kind else self.kind(table))
 
 
+def _compact(kind: type) -> Any:
+    """A reader attribute that keeps the tables put in it as :class:`_Tables` of ``kind``."""
+    name = f"_pagekit_{kind.__name__}"
+
+    def get(reader: Any) -> Any:
+        return getattr(reader, name)
+
+    def put(reader: Any, tables: Any) -> None:
+        setattr(reader, name, _Tables(kind, tables))
+
+    return property(get, put)
+
+
 class _Reader(PdfReader):
     """pypdf's reader, its cross-reference tables kept compact (:class:`_Offsets`,
     :class:`_Free`) from the moment it reads them: pypdf's own dicts take some 200 bytes
@@ -785,21 +798,8 @@ class _Reader(PdfReader):
     ``xref_free_entry`` afresh (``{}``) and puts a ``{}`` in for each generation it
     finds: both are made compact as they are put in."""
 
-    @property
-    def xref(self) -> Any:
-        return self._pagekit_xref
-
-    @xref.setter
-    def xref(self, tables: Any) -> None:
-        self._pagekit_xref = _Tables(_Offsets, tables)
-
-    @property
-    def xref_free_entry(self) -> Any:
-        return self._pagekit_free
-
-    @xref_free_entry.setter
-    def xref_free_entry(self, tables: Any) -> None:
-        self._pagekit_free = _Tables(_Free, tables)
+    xref = _compact(_Offsets)
+    xref_free_entry = _compact(_Free)
 
 
 def _open_pdf(data: bytes, name: str) -> FilePages:
