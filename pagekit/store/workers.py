@@ -73,7 +73,7 @@ def claim_pages(
         if job is None or not ids:
             return out  # a stale message for a job that no longer exists
         cancel, job_ocr_mode = job
-        _lock(s, job_id, ids)
+        _lock(s, *_these(job_id, ids))
         if cancel:
             cancelled = dict(state=PageState.CANCELLED, finished_at=now, heartbeat_at=None)
             moved = _move_many(s, job_id, ids, ACTIVE, **cancelled)
@@ -136,22 +136,6 @@ def claim_pages(
     return out
 
 
-def claim_page(
-    store: Store,
-    job_id: str,
-    page_id: int,
-    worker: str,
-    *,
-    stale_before: datetime,
-    max_attempts: int,
-) -> Claimed | OutOfAttempts | None:
-    """:func:`claim_pages` for one page: what the worker runs, or None."""
-    got = claim_pages(
-        store, job_id, [page_id], worker, stale_before=stale_before, max_attempts=max_attempts
-    )
-    return got.get(page_id)
-
-
 def release_pages(store: Store, job_id: str, page_ids: list[int], worker: str) -> list[int]:
     """Hand back pages ``worker`` claimed but did not start: ``processing -> queued``, the
     attempt not counted. Returns the pages moved, which the caller sends again."""
@@ -159,7 +143,7 @@ def release_pages(store: Store, job_id: str, page_ids: list[int], worker: str) -
     if not ids:
         return []
     with store.write() as s:
-        _lock(s, job_id, ids)
+        _lock(s, *_these(job_id, ids))
         back = dict(
             state=PageState.QUEUED,
             attempts=JobPage.attempts - 1,
@@ -173,18 +157,22 @@ def release_pages(store: Store, job_id: str, page_ids: list[int], worker: str) -
     return sorted(moved)
 
 
-def _lock(s: Any, job_id: str, page_ids: list[int]) -> None:
-    """On PostgreSQL, lock the job pages in ascending page order before moving several, so
-    two transactions that each move several (claims, finishes, beats, cancels) take their
-    locks in one order and cannot deadlock. SQLite: the write transaction holds the
-    database already."""
+def _lock(s: Any, *where: Any) -> None:
+    """On PostgreSQL, lock the job pages ``where`` holds in key order (job, then page)
+    before moving several, so two transactions that each move several (claims, finishes,
+    beats) take their locks in one order and cannot deadlock. SQLite: the write
+    transaction holds the database already."""
     if s.get_bind().dialect.name == "postgresql":
         s.connection().execute(
             select(JobPage.page_id)
-            .where(JobPage.job_id == job_id, JobPage.page_id.in_(page_ids))
-            .order_by(JobPage.page_id)
+            .where(*where)
+            .order_by(JobPage.job_id, JobPage.page_id)
             .with_for_update()
         ).all()
+
+
+def _these(job_id: str, page_ids: list[int]) -> tuple[Any, ...]:
+    return JobPage.job_id == job_id, JobPage.page_id.in_(page_ids)
 
 
 def _move_many(
@@ -223,20 +211,11 @@ def _count(s: Any, job_id: str, moved: dict[int, str], dst: str) -> None:
 
 
 def _set_pages(s: Any, job_id: str, page_ids: list[int], **values: Any) -> None:
-    """:func:`_set_page` for several pages given the same values."""
+    """Mirror the job pages' new state on their page rows, unless a later job took a page."""
     if page_ids:
         s.connection().execute(
             update(Page).where(Page.id.in_(page_ids), Page.job_id == job_id).values(**values)
         )
-
-
-def _set_page(s: Any, job_id: str, page_id: int, **values: Any) -> bool:
-    """Mirror a job page's state on the page row, unless a later job took the page."""
-    return bool(
-        s.connection()
-        .execute(update(Page).where(Page.id == page_id, Page.job_id == job_id).values(**values))
-        .rowcount
-    )
 
 
 def _set_layout(s: Any, page_id: int, layout: dict[str, Any] | None) -> None:
@@ -283,7 +262,7 @@ def finish_pages(store: Store, job_id: str, outcomes: list[Outcome]) -> set[int]
         return set()
     with store.write() as s:
         conn = s.connection()
-        _lock(s, job_id, sorted(by_id))
+        _lock(s, *_these(job_id, sorted(by_id)))
         moved: dict[str, dict[int, str]] = {}
         for state in sorted({o.state for o in outcomes}):
             ids = sorted(pid for pid, o in by_id.items() if o.state == state)
@@ -368,15 +347,7 @@ def beat(store: Store, worker: str, held: Iterable[tuple[str, int]], **info: Any
     with store.write() as s:
         if held:
             these = tuple_(JobPage.job_id, JobPage.page_id).in_(held), JobPage.state.in_(ACTIVE)
-            # Lock them in key order first, as claims and finishes do (PostgreSQL; SQLite
-            # serializes writers anyway), so a beat and a claim of several pages cannot
-            # deadlock.
-            s.execute(
-                select(JobPage.page_id)
-                .where(*these)
-                .order_by(JobPage.job_id, JobPage.page_id)
-                .with_for_update()
-            ).all()
+            _lock(s, *these)  # as claims and finishes do: a beat cannot deadlock with them
             s.execute(update(JobPage).where(*these).values(heartbeat_at=now, worker=worker))
         seen = s.execute(
             update(WorkerBeat).where(WorkerBeat.name == worker).values(heartbeat_at=now, **info)
@@ -483,7 +454,6 @@ def _unchanged(row: dict[str, Any]) -> Any:
 
 def requeue(store: Store, row: dict[str, Any], note: str | None) -> bool:
     """Put an orphan back in ``queued``, if nobody changed it since it was read."""
-    key = (row["job_id"], row["page_id"])
     with store.write() as s:
         ok = s.execute(
             update(JobPage)
@@ -498,13 +468,12 @@ def requeue(store: Store, row: dict[str, Any], note: str | None) -> bool:
         ).rowcount
         counters.moved(s, row["job_id"], ok, row["state"], PageState.QUEUED)
         if ok:
-            _set_page(s, *key, status=PageState.QUEUED, worker=None)
+            _set_pages(s, row["job_id"], [row["page_id"]], status=PageState.QUEUED, worker=None)
     return bool(ok)
 
 
 def give_up(store: Store, row: dict[str, Any], note: str | None, error: str) -> bool:
     """Fail an orphan that used up its attempts, if nobody changed it since it was read."""
-    key = (row["job_id"], row["page_id"])
     now = utcnow()
     with store.write() as s:
         ok = s.execute(
@@ -514,5 +483,12 @@ def give_up(store: Store, row: dict[str, Any], note: str | None, error: str) -> 
         ).rowcount
         counters.moved(s, row["job_id"], ok, row["state"], PageState.FAILED)
         if ok:
-            _set_page(s, *key, status=PageState.FAILED, error=error, finished_at=now)
+            _set_pages(
+                s,
+                row["job_id"],
+                [row["page_id"]],
+                status=PageState.FAILED,
+                error=error,
+                finished_at=now,
+            )
     return bool(ok)
