@@ -880,12 +880,17 @@ class Client:
         """Re-queue orphaned pages now (what the workers' watchdogs do every few seconds).
 
         Also re-sends queued pages that no worker ever held when the broker's queues are
-        empty (their message was lost). Returns the (task_id, page_id) pairs re-sent.
+        empty (their message was lost), and the dispatch message of a big job whose
+        reserved pages nobody claimed. Returns the (task_id, page_id) pairs re-sent.
         """
-        from .worker import lost_pages, recover
+        from .worker import lost_dispatches, lost_pages, recover, redispatch
 
         try:
             lost = self._with_broker(lambda: lost_pages(self.store, self.app, self.settings))
+            stalled = self._with_broker(
+                lambda: lost_dispatches(self.store, self.app, self.settings)
+            )
+            self._with_broker(lambda: redispatch(self.app, [job for job, _ in stalled]))
         except Exception as exc:  # the broker is down: only orphans by heartbeat
             log.warning("reconcile: cannot read the broker's queues (%s)", exc)
             lost = []

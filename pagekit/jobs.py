@@ -39,10 +39,11 @@ log = logging.getLogger(__name__)
 
 # -- enqueue ----------------------------------------------------------------------------
 
-# A job of up to this many pages is sent by the caller; a bigger one is handed to a
-# worker in one message (see :func:`dispatch`), so queueing 100,000 pages returns as fast
-# as 100 and a notebook, the dashboard or an HTTP request never waits on the broker.
-INLINE_PAGES = 100
+# A job of up to this many pages is claimed and sent by the caller; a bigger one is
+# reserved and handed to a worker in one message, which claims and sends its pages (see
+# :func:`dispatch`), so queueing 100,000 pages returns as fast as 100 and a notebook,
+# the dashboard or an HTTP request never waits on the database or the broker.
+INLINE_PAGES = rows.INLINE
 CHUNK = 2000  # pages read and sent per round by the dispatcher
 
 
@@ -74,10 +75,11 @@ def enqueue(
     try:
         if len(ids) <= INLINE_PAGES:
             send(app, job_id, ids)
-        else:
+        else:  # reserved: a worker claims and sends the pages
             app.send_task(TASK_DISPATCH, args=[job_id], queue=RECOVERY_QUEUE)
     except Exception as exc:  # broker down: undo, so the pages are not stuck "queued"
-        # A message that did go out names a job that is gone: its worker does nothing.
+        # (or reserved). A message that did go out names a job that is gone: its worker
+        # does nothing.
         rows.release(store, job_id)
         raise RuntimeUnavailable(
             f"could not queue pages: the broker is unreachable ({exc}); "
@@ -104,15 +106,31 @@ def send_chunks(app: Celery, job_id: str, page_ids: list[int], *, queue: str = Q
 
 
 def dispatch(store: Store, app: Celery, job_id: str) -> int:
-    """Send the page tasks of a job, in its order, ``CHUNK`` pages a round; how many.
+    """Claim a big job's reserved pages and send their tasks, in its order, ``CHUNK``
+    pages a round; how many were sent.
 
-    Runs on a worker (task :data:`~pagekit.contract.TASK_DISPATCH`). Only pages still
-    queued and held by nobody are sent, and it stops when the job is cancelled. A
-    message sent twice (this task redelivered after its worker died) is harmless: the
-    claim is conditional, so a page still runs once. If the broker fails half-way, the
-    pages not sent stay queued with no message; the workers' watchdogs find such pages
-    (:func:`pagekit.worker.lost_pages`) and send them again.
+    Runs on a worker (task :data:`~pagekit.contract.TASK_DISPATCH`). A reserved job
+    (:func:`pagekit.store.jobs.claim`) is claimed a round at a time
+    (:func:`~pagekit.store.jobs.claim_reserved`), each round's pages sent before the
+    next; once the job is cancelled, the rest are claimed as cancelled and nothing more
+    is sent. A job claimed by its caller (older pagekit) has its queued pages, held by
+    nobody, sent instead, until it is cancelled. A message sent twice (this task
+    redelivered after its worker died) is harmless: the claim is conditional, so a page
+    still runs once. If the broker fails half-way, the pages not sent stay queued with
+    no message; the workers' watchdogs find such pages (:func:`pagekit.worker.lost_pages`)
+    and send them again.
     """
+    found = rows.reservation(store, job_id)
+    if found is not None:
+        reserved, start = found
+        sent = 0
+        for at in range(start, len(reserved), CHUNK):
+            claimed = rows.claim_reserved(store, job_id, reserved, at, CHUNK)
+            if claimed is None:  # the job is gone (deleted with its project)
+                break
+            send_chunks(app, job_id, claimed)
+            sent += len(claimed)
+        return sent
     sent, after = 0, -1
     while True:
         chunk = rows.unsent(store, job_id, after, CHUNK)

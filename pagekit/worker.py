@@ -31,6 +31,7 @@ from .contract import (
     PAGES_PER_MESSAGE,
     QUEUES,
     RECOVERY_QUEUE,
+    TASK_DISPATCH,
     TASK_PROCESS_PAGE,
     TASK_PROCESS_PAGES,
     OcrMode,
@@ -357,6 +358,31 @@ def lost_pages(store: Store, app: Celery, settings: Settings) -> list[dict[str, 
     return rows.never_held(store, _stale(settings, utcnow()), RECOVER_BATCH)
 
 
+def lost_dispatches(store: Store, app: Celery, settings: Settings) -> list[tuple[str, int]]:
+    """Big jobs whose reserved pages nobody is claiming: ``(job id, next position)``.
+
+    Only when the broker's queues are empty (the dispatch message is not waiting) and the
+    reservation is older than the heartbeat timeout; the watchdog acts on one only when a
+    later round finds it at the same position (a dispatcher at work moves it on).
+    """
+    if queue_depth(app):
+        return []
+    return rows.stalled_reservations(store, _stale(settings, utcnow()))
+
+
+def redispatch(app: Celery, job_ids: Iterable[str]) -> list[str]:
+    """Send a big job's dispatch message again (its pages are claimed once whatever
+    number of dispatchers run: :func:`pagekit.store.jobs.claim_reserved`)."""
+    sent = []
+    for job_id in job_ids:
+        app.send_task(TASK_DISPATCH, args=[job_id], queue=RECOVERY_QUEUE)
+        log.warning(
+            "job %s: its pages were reserved and nobody claimed them; dispatching again", job_id
+        )
+        sent.append(job_id)
+    return sent
+
+
 def recover(
     store: Store,
     app: Celery,
@@ -453,6 +479,7 @@ class Watchdog(threading.Thread):
         self.store = Store(settings.db_url)
         self._stop_event = threading.Event()
         self._suspects: set[tuple[str, int]] = set()
+        self._stalled: set[tuple[str, int]] = set()  # reservations, as lost_dispatches saw them
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -475,6 +502,10 @@ class Watchdog(threading.Thread):
         held = held_pages()
         beat(self.store, self.worker, held, pid=os.getpid(), concurrency=self.concurrency)
         lost = self._confirmed_lost() if lost_check else []
+        if lost_check:
+            found = lost_dispatches(self.store, self.app, self.settings)
+            redispatch(self.app, [job for job, _ in found if (job, _) in self._stalled])
+            self._stalled = set(found)
         return recover(self.store, self.app, self.settings, lost=lost, mine=(self.worker, held))
 
     def _confirmed_lost(self) -> list[dict[str, Any]]:

@@ -266,3 +266,29 @@ def test_pages_a_failed_dispatch_never_sent_are_sent_by_the_workers(
         attempts = s.scalars(select(JobPage.attempts).where(JobPage.job_id == task_id))
         assert set(attempts) == {1}
     assert set(client.pages(project)["status"]) == {PageState.COMPLETED}
+
+
+def test_a_big_job_whose_dispatch_message_was_lost_is_dispatched_by_the_watchdogs(
+    any_client: Client,
+) -> None:
+    """The caller reserved the pages and died before sending the dispatch message (or the
+    broker lost it): the pages stay pending and reserved, nothing else can take them, and
+    the workers' watchdogs find the reservation unmoved with empty queues and dispatch it;
+    every page runs once."""
+    client = any_client
+    project = new_project(client)
+    ids = add_text_pages(client, project, BIG, "lost-dispatch")
+    task_id, reserved, _ = rows.claim(
+        client.store, project["project_id"], None, [PageState.PENDING], "batch"
+    )
+    assert reserved == ids
+    assert set(client.pages(project)["status"]) == {PageState.PENDING}
+    assert client.status(task_id)["status"] == "queued"
+    recovery = client.settings.heartbeat_timeout + 12 * client.settings.heartbeat_interval
+    final = client.wait(task_id, progress=False, timeout=recovery + 120)
+    assert final["status"] == "completed" and final["result"]["completed"] == BIG
+    assert [r["page_id"] for r in final["result"]["results"]] == ids
+    with client.store.read() as s:
+        attempts = s.scalars(select(JobPage.attempts).where(JobPage.job_id == task_id))
+        assert set(attempts) == {1}
+    assert rows.reservation(client.store, task_id) is None

@@ -166,6 +166,16 @@ class PageLayout(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
+    __table_args__ = (
+        # A project's jobs that still hold a reservation: only those rows, so the claim
+        # that looks for them reads nothing in the usual case.
+        Index(
+            "ix_jobs_reserved",
+            "project_id",
+            sqlite_where=sql_text("reserved IS NOT NULL"),
+            postgresql_where=sql_text("reserved IS NOT NULL"),
+        ),
+    )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(10))  # "page" | "batch"
@@ -182,6 +192,11 @@ class Job(Base):
     completed: Mapped[int | None] = mapped_column(Integer, nullable=True, default=0)
     failed: Mapped[int | None] = mapped_column(Integer, nullable=True, default=0)
     cancelled: Mapped[int | None] = mapped_column(Integer, nullable=True, default=0)
+    # A big job's pages, in its order (a JSON array of page ids), while a worker has yet
+    # to claim them (pagekit.store.jobs.reserve / claim_reserved); NULL once it has.
+    # Every other claim and delete in the project treats them as taken by this job.
+    reserved: Mapped[str | None] = mapped_column(Text, nullable=True, deferred=True)
+    reserved_at: Mapped[int | None] = mapped_column(Integer, nullable=True)  # next to claim
 
 
 class JobPage(Base):

@@ -1,10 +1,10 @@
 """Deleting pages and projects, and then the stored bytes that no page names any more.
 
-A page is deleted only while it is neither queued nor processing. The check and the
-DELETE are one transaction that first takes the project's row lock (adds take the same
-lock, and a new job a key-share lock on it), and the DELETE is itself conditional, so a
-concurrent "Process All Pending" either claimed the page first (the delete is refused)
-or finds it gone, on PostgreSQL as on SQLite.
+A page is deleted only while it is neither queued nor processing, nor reserved by a big
+job a worker has yet to claim. The check and the DELETE are one transaction that first
+takes the project's row lock (adds and new jobs take it too), and the DELETE is itself
+conditional, so a concurrent "Process All Pending" either claimed or reserved the page
+first (the delete is refused) or finds it gone, on PostgreSQL as on SQLite.
 
 A job that counted deleted pages keeps its other pages: its ``total`` shrinks by the
 pages deleted, and a job left with no page at all is deleted with them.
@@ -20,6 +20,7 @@ from sqlalchemy import delete, exists, func, select, update
 from ..contract import ACTIVE
 from ..errors import NoSuchPage, NoSuchProject, PageInUse
 from . import Job, JobPage, Page, PageLayout, Project, Store, counters, lock_blob_keys
+from .jobs import reservations
 
 CHUNK = 500  # ids or keys per statement: a bounded statement size on every database
 
@@ -75,6 +76,17 @@ def _refuse_busy(s: Any, where: Any, what: str) -> None:
         raise PageInUse(ids, task, numbers, what)
 
 
+def _refuse_reserved(s: Any, project_id: int, ids: list[int] | None, what: str) -> None:
+    """Raise :class:`PageInUse` if a job reserved any of ``ids`` (None: any page of the
+    project) and has yet to claim them: they are as good as queued."""
+    reserved = reservations(s.connection(), project_id)
+    busy = sorted(reserved) if ids is None else [pid for pid in ids if pid in reserved]
+    if busy:
+        shown = busy[:11]
+        numbers = dict(s.execute(select(Page.id, Page.page_number).where(Page.id.in_(shown))).all())
+        raise PageInUse(shown, reserved[busy[0]], [numbers.get(p, 0) for p in shown], what)
+
+
 def delete_pages(store: Store, project_id: int, page_ids: list[int]) -> dict[str, Any]:
     """Delete these pages of the project with their results, layouts and job rows.
 
@@ -102,6 +114,7 @@ def delete_pages(store: Store, project_id: int, page_ids: list[int]) -> dict[str
         missing = [pid for pid in ids if pid not in found]
         if missing:
             raise NoSuchPage(missing[0], project_id)
+        _refuse_reserved(s, project_id, ids, "these pages")
         per_job: dict[tuple[str, str], int] = {}
         deleted = 0
         for chunk in _chunks(ids):
@@ -131,6 +144,7 @@ def delete_project(store: Store, project_id: int) -> dict[str, Any]:
     with store.write() as s:
         name = _lock_project(s, project_id)
         _refuse_busy(s, mine, f"project {name!r}")
+        _refuse_reserved(s, project_id, None, f"project {name!r}")
         keys = s.execute(select(Page.blob, Page.thumbnail).where(mine)).all()
         count = len(keys)
         blobs = {blob for blob, _ in keys}

@@ -21,6 +21,11 @@ from . import Job, JobPage, Page, Project, Store, counters, utcnow
 CHUNK = 5000  # ids per statement: under every database's limit on bound parameters
 
 
+# A job of more pages than this is reserved by its caller and claimed by a worker
+# (:func:`reserve`, :func:`claim_reserved`); up to it, claimed by the caller.
+INLINE = 100
+
+
 def claim(
     store: Store,
     project_id: int,
@@ -29,47 +34,240 @@ def claim(
     kind: str,
     ocr_mode: str | None = None,
 ) -> tuple[str, list[int], int]:
-    """Create a job and claim its pages in one transaction: ``(job id, page ids in the
-    job's order, the first page's number)``.
+    """Create a job and claim or reserve its pages in one transaction: ``(job id, page ids
+    in the job's order, the first page's number)``.
 
     ``ocr_mode`` overrides the project's OCR mode for this job's pages (None: the project's).
 
-    With ``page_ids``, every one of them is claimed or none is (a page already queued or
-    processing raises :class:`PageBusy`). Otherwise whatever pages of the project are in
-    ``states`` at this instant are claimed; none left raises :class:`NothingToProcess`.
-    The job's rows are written in bulk (one INSERT ... SELECT, or batched inserts in the
-    caller's order), so claiming 100,000 pages costs a few statements; they are Core
-    statements on the session's connection (no ORM bookkeeping), and none reads the
-    whole table: the project's pages through its indexes, or the given ids by key.
+    With ``page_ids``, every one of them is taken or none is (a page already queued or
+    processing, or reserved by another job, raises :class:`PageBusy`). Otherwise whatever
+    pages of the project are in ``states`` at this instant are taken; none left raises
+    :class:`NothingToProcess`.
+
+    Up to :data:`INLINE` pages are claimed here: the job's rows are written in bulk, as
+    Core statements on the session's connection. More are *reserved*: the job row holds
+    their ids (:attr:`Job.reserved`) and a worker claims them (:func:`claim_reserved`),
+    so the caller never waits on writing 100,000 page rows twice (on PostgreSQL, a few
+    seconds). Claims of one project take turns on its row lock, so a reservation is
+    seen by every claim and delete after it.
     """
     job_id = str(uuid.uuid4())
     with store.write() as s:
         conn = s.connection()
-        # A key-share lock: a project being deleted (which holds its row lock) is waited
+        # FOR NO KEY UPDATE: claims of a project take turns (and see each other's
+        # reservations); a project being deleted (which holds its row lock) is waited
         # for, then found gone, rather than failing the job's foreign key.
         project = select(Project.id).where(Project.id == project_id)
         if conn.scalar(project.with_for_update(key_share=True)) is None:
             raise NoSuchProject(project_id)
-        conn.execute(
-            insert(Job).values(
-                id=job_id, project_id=project_id, kind=kind, total=0, ocr_mode=ocr_mode
-            )
-        )
+        reserved = reservations(conn, project_id)
         if page_ids is None:
-            ids, first = _claim_in_states(conn, job_id, project_id, states)
+            found = _in_states(conn, project_id, states, reserved)
+            if not found:
+                _nothing_left(conn, project_id, states, reserved)
+            big = len(found) > INLINE
+        else:
+            found = None
+            _refuse_reserved(conn, project_id, page_ids, reserved)
+            big = len(page_ids) > INLINE
+        job = {"id": job_id, "project_id": project_id, "kind": kind, "ocr_mode": ocr_mode}
+        if big:
+            ids = [pid for pid, _ in found] if found else _available(conn, project_id, page_ids)
+            first = found[0][1] if found else _number(conn, ids[0])
+            conn.execute(insert(Job).values(**job, total=len(ids), reserved=json.dumps(ids)))
+            return job_id, ids, int(first)
+        conn.execute(insert(Job).values(**job, total=0))
+        if page_ids is None:
+            ids, first = _claim_in_states(conn, job_id, project_id, states, reserved)
         else:
             ids = _claim_these(conn, job_id, project_id, page_ids)
-            first = conn.scalar(select(Page.page_number).where(Page.id == ids[0]))
+            first = _number(conn, ids[0])
         conn.execute(update(Job).where(Job.id == job_id).values(total=len(ids)))
-    return job_id, ids, int(first)  # type: ignore[arg-type]
+    return job_id, ids, int(first)
 
 
-def _plain_rows(conn: Any, query: Any) -> list[Any]:
+def _number(conn: Any, page_id: int) -> int:
+    return int(conn.scalar(select(Page.page_number).where(Page.id == page_id)))
+
+
+def reservations(conn: Any, project_id: int) -> dict[int, str]:
+    """``{page id: job id}`` of the project's pages reserved by a job that a worker has
+    yet to claim (usually none: one indexed read that finds nothing)."""
+    held: dict[int, str] = {}
+    for job_id, ids in conn.execute(
+        select(Job.id, Job.reserved).where(Job.project_id == project_id, Job.reserved.is_not(None))
+    ):
+        held.update(dict.fromkeys(json.loads(ids), job_id))
+    return held
+
+
+def _in_states(
+    conn: Any, project_id: int, states: Sequence[str], reserved: dict[int, str]
+) -> list[tuple[int, int]]:
+    """``(id, page number)`` of the project's pages in ``states`` that no job reserved, in
+    page order (the project's ``(project_id, status)`` index)."""
+    rows = _plain_rows(
+        conn,
+        select(Page.id, Page.page_number)
+        .where(Page.project_id == project_id, Page.status.in_(list(states)))
+        .order_by(Page.page_number),
+    )
+    return [row for row in rows if row[0] not in reserved] if reserved else rows
+
+
+def _refuse_reserved(
+    conn: Any, project_id: int, page_ids: list[int], reserved: dict[int, str]
+) -> None:
+    """Raise :class:`PageBusy` if another job reserved any of ``page_ids``."""
+    busy = [pid for pid in page_ids if pid in reserved]
+    if busy:
+        query = select(Page.id, Page.page_number).where(Page.id.in_(busy[:CHUNK]))
+        numbers = {pid: number for pid, number in conn.execute(query)}
+        raise PageBusy(busy, reserved[busy[0]], [numbers.get(pid, 0) for pid in busy])
+
+
+def _available(conn: Any, project_id: int, page_ids: list[int]) -> list[int]:
+    """``page_ids`` if every one is a page of the project that is neither queued nor
+    processing; else the transaction rolls back with the reason (:func:`_refuse`)."""
+    ok = {
+        pid
+        for (pid,) in _plain_rows(
+            conn,
+            select(Page.id).where(
+                _given_page(conn),
+                Page.project_id + 0 == project_id,
+                Page.status.not_in(ACTIVE),
+            ),
+            _ids_param(conn, page_ids),
+        )
+    }
+    if len(ok) != len(page_ids):
+        _refuse(conn, project_id, page_ids, ok)
+    return page_ids
+
+
+def claim_reserved(
+    store: Store, job_id: str, reserved: list[int], at: int, n: int
+) -> list[int] | None:
+    """Claim the job's reserved pages ``reserved[at:at + n]`` (positions ``at`` on), in
+    one transaction; the page ids now queued, in the job's order, for the caller to send.
+    None: the job is gone.
+
+    Slices are claimed in order, each once: a slice already claimed (a redelivered or
+    second dispatch) gives ``[]``, as does a reservation :func:`cancel_reserved` ended.
+    Once the job is cancelled the pages are claimed straight into ``cancelled``. A
+    reserved page that is gone or busy all the same (no claim or delete takes one: only
+    a database edited by hand) leaves the job, whose ``total`` shrinks. The last slice
+    ends the reservation.
+    """
+    with store.write() as s:
+        job = _reservation_locked(s, job_id)
+        if job is None:
+            return None
+        project_id, cancelled, next_at = job
+        if next_at != at:
+            return []
+        state = PageState.CANCELLED if cancelled else PageState.QUEUED
+        claimed = _claim_slice(s, job_id, project_id, reserved[at : at + n], at, state)
+        after = {"reserved_at": at + n} if at + n < len(reserved) else _ENDED
+        s.connection().execute(update(Job).where(Job.id == job_id).values(**after))
+    return [] if cancelled else claimed
+
+
+_ENDED = {"reserved": None, "reserved_at": None}
+
+
+def cancel_reserved(store: Store, job_id: str) -> int:
+    """Flag the job cancelled and claim every page it still has reserved straight into
+    ``cancelled`` (as the worker claiming them would); how many. 0: no reservation."""
+    with store.write() as s:
+        job = _reservation_locked(s, job_id)
+        if job is None or job[2] is None:
+            return 0
+        conn = s.connection()
+        conn.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
+        ids = json.loads(conn.scalar(select(Job.reserved).where(Job.id == job_id)))
+        at = job[2]
+        moved = _claim_slice(s, job_id, job[0], ids[at:], at, PageState.CANCELLED)
+        conn.execute(update(Job).where(Job.id == job_id).values(reserved=None, reserved_at=None))
+    return len(moved)
+
+
+def _reservation_locked(s: Any, job_id: str) -> tuple[int, bool, int | None] | None:
+    """``(project id, cancel requested, position of the next page to claim or None)``
+    with the job row locked, or None if the job is gone. The reservation's claims take
+    turns on it; they write only its pages and new job pages before the job row, so
+    waiting here cannot deadlock with a worker (which locks job pages, then the job)."""
+    row = (
+        s.connection()
+        .execute(
+            select(
+                Job.project_id,
+                Job.cancel_requested,
+                case((Job.reserved.is_(None), None), else_=func.coalesce(Job.reserved_at, 0)),
+            )
+            .where(Job.id == job_id)
+            .with_for_update()
+        )
+        .first()
+    )
+    return None if row is None else (int(row[0]), bool(row[1]), row[2])
+
+
+def _claim_slice(
+    s: Any, job_id: str, project_id: int, ids: list[int], at: int, state: PageState
+) -> list[int]:
+    """Claim the pages ``ids`` (job positions ``at`` on) into ``state``: two statements
+    whatever their number. The ids claimed, in order; the job's ``total`` loses the rest.
+    """
+    conn = s.connection()
+    now = utcnow()
+    done = {"finished_at": now} if state == PageState.CANCELLED else {}
+    taken = set(
+        conn.execute(
+            update(Page)
+            .where(_given_page(conn), Page.project_id + 0 == project_id, Page.status.not_in(ACTIVE))
+            .values(status=state, job_id=job_id, error=None, **done)
+            .returning(Page.id),
+            _ids_param(conn, ids),
+        ).scalars()
+    )
+    if taken:
+        finished = (", finished_at", ", :now") if done else ("", "")
+        conn.execute(
+            text(
+                "INSERT INTO job_pages "
+                f"(job_id, page_id, position, state, attempts, queued_at{finished[0]}) "
+                "SELECT CAST(:job AS VARCHAR(36)), given.pid, given.position + :at, "
+                f"CAST(:state AS VARCHAR(12)), 0, :now{finished[1]} "
+                f"FROM ({_ordered_ids(conn)}) AS given JOIN pages ON pages.id = given.pid "
+                "WHERE pages.job_id = :job AND pages.status = :state"
+            ),
+            {"job": job_id, "at": at, "state": state.value, "now": now, **_ids_param(conn, ids)},
+        )
+    counters.moved(s, job_id, len(taken), PageState.QUEUED, state)
+    if len(taken) < len(ids):
+        lost = len(ids) - len(taken)
+        conn.execute(update(Job).where(Job.id == job_id).values(total=Job.total - lost))
+    return [pid for pid in ids if pid in taken]
+
+
+def reservation(store: Store, job_id: str) -> tuple[list[int], int] | None:
+    """The job's reserved page ids, in its order, and the position of the next one to
+    claim; None: no reservation (or no job)."""
+    with store.read() as s:
+        row = s.execute(select(Job.reserved, Job.reserved_at).where(Job.id == job_id)).first()
+    if row is None or row[0] is None:
+        return None
+    return json.loads(row[0]), int(row[1] or 0)
+
+
+def _plain_rows(conn: Any, query: Any, params: dict[str, Any] | None = None) -> list[Any]:
     """The rows of ``query`` as the driver returns them (tuples), with no SQLAlchemy
     ``Row`` made per row: at 100,000 rows those cost as much as the query itself. Only
     for columns the driver already returns as Python wants them (integers, strings,
     floats; not dates or booleans, which SQLite stores as text and integers)."""
-    result = conn.execute(query)
+    result = conn.execute(query, params)
     try:
         return list(result.cursor.fetchall())
     finally:
@@ -87,12 +285,17 @@ def _take(conn: Any, job_id: str, *where: Any, params: dict[str, Any] | None = N
 
 
 def _claim_in_states(
-    conn: Any, job_id: str, project_id: int, states: Sequence[str]
+    conn: Any, job_id: str, project_id: int, states: Sequence[str], reserved: dict[int, str]
 ) -> tuple[list[int], int]:
-    """Claim the project's pages in ``states``, in page order: their ids, and the first
-    one's number."""
-    if not _take(conn, job_id, Page.project_id == project_id, Page.status.in_(list(states))):
-        _nothing_left(conn, project_id, states)  # rolls back
+    """Claim the project's pages in ``states`` that no job reserved, in page order: their
+    ids, and the first one's number."""
+    where = [Page.project_id == project_id, Page.status.in_(list(states))]
+    params = None
+    if reserved:
+        where.append(_given_page(conn, "reserved", negate=True))
+        params = _ids_param(conn, list(reserved), "reserved")
+    if not _take(conn, job_id, *where, params=params):
+        _nothing_left(conn, project_id, states, reserved)  # rolls back
     # The project's queued pages (its index), of this job.
     mine = (
         (Page.project_id == project_id)
@@ -116,29 +319,31 @@ def _claim_in_states(
     return [pid for pid, _ in ordered], ordered[0][1]
 
 
-def _ordered_ids(conn: Any) -> str:
+def _ordered_ids(conn: Any, name: str = "ids") -> str:
     """SQL for ``(pid, position)`` rows of the ``:ids`` array, position from 0 in its order."""
     if conn.dialect.name == "postgresql":
         return (
             "SELECT pid, ord - 1 AS position "
-            "FROM unnest(CAST(:ids AS bigint[])) WITH ORDINALITY AS t(pid, ord)"
+            f"FROM unnest(CAST(:{name} AS bigint[])) WITH ORDINALITY AS t(pid, ord)"
         )
-    return "SELECT CAST(value AS INTEGER) AS pid, key AS position FROM json_each(:ids)"
+    return f"SELECT CAST(value AS INTEGER) AS pid, key AS position FROM json_each(:{name})"
 
 
-def _ids_param(conn: Any, ids: list[int]) -> dict[str, Any]:
+def _ids_param(conn: Any, ids: list[int], name: str = "ids") -> dict[str, Any]:
     postgres = conn.dialect.name == "postgresql"
-    return {"ids": list(ids) if postgres else json.dumps(ids)}
+    return {name: list(ids) if postgres else json.dumps(ids)}
 
 
-def _given_page(conn: Any) -> Any:
-    """The page is one of the ``:ids``. PostgreSQL: ``= ANY`` of the array, which it
-    hashes or looks up by key as it sees fit (an ``IN`` over ``unnest()`` made it
-    de-duplicate and then look up 100,000 ids one by one: 0.3 s more). SQLite: ``IN`` the
-    JSON array's values."""
+def _given_page(conn: Any, name: str = "ids", *, negate: bool = False) -> Any:
+    """The page is one of the ``:ids`` (or ``:name``). PostgreSQL: ``= ANY`` of the
+    array, which it hashes or looks up by key as it sees fit (an ``IN`` over ``unnest()``
+    made it de-duplicate and then look up 100,000 ids one by one: 0.3 s more). SQLite:
+    ``IN`` the JSON array's values. ``negate``: it is none of them."""
     if conn.dialect.name == "postgresql":
-        return text("pages.id = ANY(CAST(:ids AS bigint[]))")
-    given = select(text("pid")).select_from(text(f"({_ordered_ids(conn)}) AS given"))
+        return text(f"{'NOT ' if negate else ''}pages.id = ANY(CAST(:{name} AS bigint[]))")
+    given = select(text("pid")).select_from(text(f"({_ordered_ids(conn, name)}) AS given"))
+    if negate:
+        return Page.id.not_in(given.scalar_subquery())
     return Page.id.in_(given.scalar_subquery())
 
 
@@ -230,11 +435,16 @@ def _refuse(s: Any, project_id: int, page_ids: list[int], claimed: set[int]) -> 
     raise PageBusy(busy, rows[busy[0]][0], [rows[p][1] for p in busy])
 
 
-def _nothing_left(s: Any, project_id: int, states: Sequence[str]) -> None:
+def _nothing_left(s: Any, project_id: int, states: Sequence[str], reserved: dict[int, str]) -> None:
     """No page was in ``states``: name the task that just took them, if one did."""
-    recent = s.execute(
-        select(Page.job_id).where(Page.project_id == project_id, Page.status.in_(ACTIVE)).limit(1)
-    ).scalar()
+    recent = (
+        next(iter(reserved.values()), None)
+        or s.execute(
+            select(Page.job_id)
+            .where(Page.project_id == project_id, Page.status.in_(ACTIVE))
+            .limit(1)
+        ).scalar()
+    )
     wanted = " or ".join(states)
     if recent is not None:
         raise NothingToProcess(
@@ -302,7 +512,11 @@ def cancel_queued(store: Store, job_id: str) -> int:
     to mark are the project's queued pages of this job, read through the project's
     ``(project_id, status)`` index rather than looked up one by one. Two Core UPDATEs
     of 100,000 rows each, and nothing read back row by row.
+
+    Pages the job still has reserved are claimed into ``cancelled`` first, in a
+    transaction of their own (:func:`cancel_reserved`), and counted in the answer.
     """
+    reserved = cancel_reserved(store, job_id)
     now = utcnow()
     with store.write() as s:
         conn = s.connection()
@@ -330,4 +544,4 @@ def cancel_queued(store: Store, job_id: str) -> int:
         # A job that was finished before this call keeps its outcome.
         if moved or c[PageState.QUEUED] or c[PageState.PROCESSING]:
             conn.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
-    return int(moved)
+    return reserved + int(moved)

@@ -426,6 +426,20 @@ def orphan_rows(
     return _rows(store, cond, limit)
 
 
+def stalled_reservations(store: Store, created_before: datetime) -> list[tuple[str, int]]:
+    """``(job id, next position to claim)`` of reservations made before ``created_before``
+    that are not yet claimed whole (the watchdog's check for a lost dispatch message)."""
+    with store.read() as s:
+        return [
+            (job_id, int(at or 0))
+            for job_id, at in s.execute(
+                select(Job.id, Job.reserved_at).where(
+                    Job.reserved.is_not(None), Job.created_at < created_before
+                )
+            )
+        ]
+
+
 def never_held(
     store: Store, queued_before: datetime, limit: int | None = None
 ) -> list[dict[str, Any]]:
