@@ -22,7 +22,7 @@ CHUNK = 5000  # ids per statement: under every database's limit on bound paramet
 
 
 # A job of more pages than this is reserved by its caller and claimed by a worker
-# (:func:`reserve`, :func:`claim_reserved`); up to it, claimed by the caller.
+# (:func:`claim`, then :func:`claim_reserved`); up to it, claimed by the caller.
 INLINE = 100
 
 
