@@ -203,6 +203,24 @@ def test_a_file_refused_part_way_leaves_no_stored_bytes(tmp_path: Path) -> None:
     assert client.count_pages(project) == 1
 
 
+def test_a_file_of_more_pages_than_the_servers_lock_table_goes_in_and_out(
+    empty_db: str, tmp_path: Path
+) -> None:
+    """On PostgreSQL an add holds its pages' bytes against removal with advisory locks, and
+    the server's lock table holds 6,400 by default (with some slack: 10,000 to 20,000 on
+    an idle server). A file of 20,000 distinct pages goes in whole, and its project is
+    deleted with its bytes (on SQLite too)."""
+    client = Client(home=tmp_path, broker_url=NO_BROKER, database_url=empty_db)
+    project = client.create_project("many")
+    n = 20_000
+    [out] = client.add_pages(project, ("many.pdf", g.text_pdf([book_text(i) for i in range(n)])))
+    assert out["status"] == "added", out["error"]
+    assert out["page_numbers"] == list(range(1, n + 1))
+    assert len(stored_files(client)) == n
+    assert client.delete_project(project)["deleted"] == n
+    assert stored_files(client) == set()
+
+
 # -- results and exports, on the real runtime -------------------------------------------------
 
 

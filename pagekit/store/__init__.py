@@ -508,26 +508,35 @@ def lock_blob_keys(session: Session, keys: Iterable[str], *, shared: bool) -> No
     lock_ids(session, sorted({blob_lock_id(key) for key in keys}), shared=shared)
 
 
+# Page-bytes keys share BLOB_LOCKS advisory locks, (BLOB_LOCK_SPACE, key mod BLOB_LOCKS)
+# in PostgreSQL's two-key space (apart from the one-key locks of other uses). A lock per
+# key would make an add of a 100,000-page file hold 100,000 locks, past the server's
+# lock table (max_locks_per_transaction x max_connections, 6,400 by default): "out of
+# shared memory". Two keys in one bucket only make a removal wait for an add it did not
+# need to; every add still holds the lock of every key it names.
+BLOB_LOCKS = 256
+BLOB_LOCK_SPACE = 0x70616765  # "page"
+
+
 def blob_lock_id(key: str) -> int:
-    """The advisory lock (a signed bigint) of a page-bytes key."""
-    return int(key[:16], 16) - (1 << 63)
+    """The advisory lock (its bucket, 0 to BLOB_LOCKS - 1) of a page-bytes key."""
+    return int(key[:16], 16) % BLOB_LOCKS
 
 
 def lock_ids(session: Session, ids: list[int], *, shared: bool) -> None:
-    """Take the advisory locks ``ids`` (sorted) on PostgreSQL, ``LOCK_IDS_PER_QUERY`` a
-    round trip (unnest keeps the array's sorted order)."""
+    """Take the page-bytes locks ``ids`` (sorted buckets) on PostgreSQL, in one round trip
+    (unnest keeps the array's sorted order)."""
     lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-    query = sql_text(f"SELECT {lock}(k) FROM unnest(CAST(:ids AS bigint[])) AS k")
-    for at in range(0, len(ids), LOCK_IDS_PER_QUERY):
-        session.execute(query, {"ids": ids[at : at + LOCK_IDS_PER_QUERY]})
+    query = sql_text(
+        f"SELECT {lock}({BLOB_LOCK_SPACE}, k) FROM unnest(CAST(:ids AS integer[])) AS k"
+    )
+    session.execute(query, {"ids": ids})
 
 
 # Adding a file's pages: keys looked up per query (bounded statement size; SQLite allows
 # 32,766 parameters) and rows inserted per statement.
 KEYS_PER_QUERY = 500
 INSERT_CHUNK = 1000
-# Advisory locks taken per round trip (PostgreSQL).
-LOCK_IDS_PER_QUERY = 10_000
 # Rows of a page list fetched per round trip.
 PAGE_ROWS_PER_FETCH = 5000
 # An add of this many pages to a PostgreSQL table never analyzed analyzes it.
@@ -849,9 +858,8 @@ class Store:
                 if locked is None:
                     raise NoSuchProject(project_id)
                 if s.get_bind().dialect.name == "postgresql":  # no removal of these bytes
-                    ids = sorted({blob_lock_id(pages.key(i)) for i in range(len(pages))})
-                    lock_ids(s, ids, shared=True)
-                    del ids
+                    ids = {blob_lock_id(pages.key(i)) for i in range(len(pages))}
+                    lock_ids(s, sorted(ids), shared=True)
                 first = number = page_number or self.next_page_number(s, project_id)
                 added.first_number = first
                 turns: dict[str, int] = {}  # copies matched so far, of keys in the project twice
