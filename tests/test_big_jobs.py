@@ -32,7 +32,7 @@ from pagekit.contract import (
     PageState,
 )
 from pagekit.errors import RuntimeUnavailable
-from pagekit.store import JobPage
+from pagekit.store import JobPage, Page
 from pagekit.store import jobs as rows
 
 if TYPE_CHECKING:
@@ -114,6 +114,40 @@ def page_tasks_run(client: Client) -> int:
     """Single-page tasks the workers have run so far (their own statistics)."""
     stats = client.app.control.inspect(timeout=2.0).stats() or {}
     return sum((st.get("total") or {}).get(TASK_PROCESS_PAGE, 0) for st in stats.values())
+
+
+def test_cancel_racing_the_worker_that_claims_a_big_job_counts_each_page_once(
+    any_client: Client,
+) -> None:
+    """A job of more pages than one claiming round, cancelled while a worker is still
+    claiming its reserved pages (or just after): the cancel's count is exactly the pages
+    that never started, each page ends in one state that its page row agrees with, and
+    none ran twice."""
+    client = any_client
+    n = jobs.CHUNK + 500  # two claiming rounds
+    for rnd, wait in enumerate((0.0, 0.15, 0.4)):  # before, during, after the claiming
+        project = new_project(client)
+        ids = add_text_pages(client, project, n, f"cancel-claim{rnd}")
+        job = client.process_pending(project)
+        time.sleep(wait)
+        cancelled = client.cancel(job["task_id"])["cancelled_pages"]
+        final = client.wait(job["task_id"], progress=False, timeout=300)
+        r = final["result"]
+        assert final["status"] == "cancelled", final["status"]
+        assert r["total"] == n and r["completed"] + r.get("cancelled", 0) == n, r
+        assert [p["page_id"] for p in r["results"]] == ids
+        with client.store.read() as s:
+            rows_ = s.execute(
+                select(JobPage.state, JobPage.attempts, Page.status, Page.words)
+                .join(Page, Page.id == JobPage.page_id)
+                .where(JobPage.job_id == job["task_id"])
+            ).all()
+        assert len(rows_) == n
+        never_started = [row for row in rows_ if row.state == "cancelled" and row.attempts == 0]
+        assert len(never_started) == cancelled, f"round {rnd}: cancel said {cancelled}"
+        assert all(row.words is None for row in never_started), "a cancelled page ran"
+        assert all(row.state == row.status for row in rows_), "page and job page disagree"
+        assert {row.attempts for row in rows_ if row.state == "completed"} <= {1}
 
 
 def test_status_counts_never_drift_from_the_pages_under_redelivery_and_cancel(
