@@ -17,6 +17,7 @@ from sqlalchemy import case, func, insert, literal, select, text, update
 from ..contract import ACTIVE, PageState
 from ..errors import NoSuchPage, NoSuchProject, NoSuchTask, NothingToProcess, PageBusy
 from . import Job, JobPage, Page, Project, Store, counters, utcnow
+from .workers import lock_in_order
 
 CHUNK = 5000  # ids per statement: under every database's limit on bound parameters
 
@@ -532,6 +533,9 @@ def cancel_queued(store: Store, job_id: str) -> int:
         job = s.get(Job, job_id)
         if job is None:
             raise NoSuchTask(job_id)
+        # In page order first, as every transaction moving several job pages does (a
+        # worker's group claim could otherwise hold one this UPDATE reaches later).
+        lock_in_order(s, JobPage.job_id == job_id, JobPage.state == PageState.QUEUED)
         moved = conn.execute(
             update(JobPage)
             .where(JobPage.job_id == job_id, JobPage.state == PageState.QUEUED)
