@@ -13,6 +13,7 @@ pages deleted, and a job left with no page at all is deleted with them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from sqlalchemy import delete, exists, func, select, update
@@ -20,7 +21,7 @@ from sqlalchemy import delete, exists, func, select, update
 from ..contract import ACTIVE
 from ..errors import NoSuchPage, NoSuchProject, PageInUse
 from . import Job, JobPage, Page, PageLayout, Project, Store, counters, lock_blob_keys
-from .jobs import reservations
+from .jobs import refuse_reserved, reservations
 
 CHUNK = 500  # ids or keys per statement: a bounded statement size on every database
 
@@ -76,17 +77,6 @@ def _refuse_busy(s: Any, where: Any, what: str) -> None:
         raise PageInUse(ids, task, numbers, what)
 
 
-def _refuse_reserved(s: Any, project_id: int, ids: list[int] | None, what: str) -> None:
-    """Raise :class:`PageInUse` if a job reserved any of ``ids`` (None: any page of the
-    project) and has yet to claim them: they are as good as queued."""
-    reserved = reservations(s.connection(), project_id)
-    busy = sorted(reserved) if ids is None else [pid for pid in ids if pid in reserved]
-    if busy:
-        shown = busy[:11]
-        numbers = dict(s.execute(select(Page.id, Page.page_number).where(Page.id.in_(shown))).all())
-        raise PageInUse(shown, reserved[busy[0]], [numbers.get(p, 0) for p in shown], what)
-
-
 def delete_pages(store: Store, project_id: int, page_ids: list[int]) -> dict[str, Any]:
     """Delete these pages of the project with their results, layouts and job rows.
 
@@ -114,7 +104,11 @@ def delete_pages(store: Store, project_id: int, page_ids: list[int]) -> dict[str
         missing = [pid for pid in ids if pid not in found]
         if missing:
             raise NoSuchPage(missing[0], project_id)
-        _refuse_reserved(s, project_id, ids, "these pages")
+        # As good as queued: a job reserved them and a worker has yet to claim them.
+        conn = s.connection()
+        refuse_reserved(
+            conn, reservations(conn, project_id), ids, partial(PageInUse, what="these pages")
+        )
         per_job: dict[tuple[str, str], int] = {}
         deleted = 0
         for chunk in _chunks(ids):
@@ -144,7 +138,9 @@ def delete_project(store: Store, project_id: int) -> dict[str, Any]:
     with store.write() as s:
         name = _lock_project(s, project_id)
         _refuse_busy(s, mine, f"project {name!r}")
-        _refuse_reserved(s, project_id, None, f"project {name!r}")
+        conn = s.connection()
+        what = f"project {name!r}"
+        refuse_reserved(conn, reservations(conn, project_id), None, partial(PageInUse, what=what))
         keys = s.execute(select(Page.blob, Page.thumbnail).where(mine)).all()
         count = len(keys)
         blobs = {blob for blob, _ in keys}

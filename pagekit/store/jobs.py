@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import case, func, insert, literal, select, text, update
+from sqlalchemy import case, insert, select, text, update
 
 from ..contract import ACTIVE, PageState
 from ..errors import NoSuchPage, NoSuchProject, NoSuchTask, NothingToProcess, PageBusy
@@ -66,25 +66,21 @@ def claim(
             found = _in_states(conn, project_id, states, reserved)
             if not found:
                 _nothing_left(conn, project_id, states, reserved)
-            big = len(found) > INLINE
+            # Claims of the project take turns and adds and deletes wait for them, so
+            # these are exactly the pages to take.
+            ids, first = [pid for pid, _ in found], found[0][1]
         else:
-            found = None
-            _refuse_reserved(conn, project_id, page_ids, reserved)
-            big = len(page_ids) > INLINE
+            refuse_reserved(conn, reserved, page_ids)
+            ids, first = page_ids, None
         job = {"id": job_id, "project_id": project_id, "kind": kind, "ocr_mode": ocr_mode}
-        if big:
-            ids = [pid for pid, _ in found] if found else _available(conn, project_id, page_ids)
-            first = found[0][1] if found else _number(conn, ids[0])
+        if len(ids) > INLINE:
+            if first is None:
+                _available(conn, project_id, ids)
             conn.execute(insert(Job).values(**job, total=len(ids), reserved=json.dumps(ids)))
-            return job_id, ids, int(first)
-        conn.execute(insert(Job).values(**job, total=0))
-        if page_ids is None:
-            ids, first = _claim_in_states(conn, job_id, project_id, states, reserved)
         else:
-            ids = _claim_these(conn, job_id, project_id, page_ids)
-            first = _number(conn, ids[0])
-        conn.execute(update(Job).where(Job.id == job_id).values(total=len(ids)))
-    return job_id, ids, int(first)
+            conn.execute(insert(Job).values(**job, total=len(ids)))
+            _claim_these(conn, job_id, project_id, ids)
+        return job_id, ids, _number(conn, ids[0]) if first is None else int(first)
 
 
 def _number(conn: Any, page_id: int) -> int:
@@ -116,15 +112,20 @@ def _in_states(
     return [row for row in rows if row[0] not in reserved] if reserved else rows
 
 
-def _refuse_reserved(
-    conn: Any, project_id: int, page_ids: list[int], reserved: dict[int, str]
+def refuse_reserved(
+    conn: Any,
+    reserved: dict[int, str],
+    page_ids: Sequence[int] | None,
+    refuse: Callable[..., PageBusy] = PageBusy,
 ) -> None:
-    """Raise :class:`PageBusy` if another job reserved any of ``page_ids``."""
-    busy = [pid for pid in page_ids if pid in reserved]
+    """Raise ``refuse(ids, job id, page numbers)`` (:class:`PageBusy`, or a delete's
+    :class:`PageInUse`) if a job reserved any of ``page_ids`` (None: any page); ``reserved``
+    is :func:`reservations`."""
+    busy = sorted(reserved) if page_ids is None else [pid for pid in page_ids if pid in reserved]
     if busy:
         query = select(Page.id, Page.page_number).where(Page.id.in_(busy[:CHUNK]))
         numbers = {pid: number for pid, number in conn.execute(query)}
-        raise PageBusy(busy, reserved[busy[0]], [numbers.get(pid, 0) for pid in busy])
+        raise refuse(busy, reserved[busy[0]], [numbers.get(pid, 0) for pid in busy])
 
 
 def _available(conn: Any, project_id: int, page_ids: list[int]) -> list[int]:
@@ -155,8 +156,7 @@ def claim_reserved(
     None: the job is gone.
 
     Slices are claimed in order, each once: a slice already claimed (a redelivered or
-    second dispatch) gives ``[]``, as does a reservation :func:`cancel_reserved` ended.
-    Once the job is cancelled the pages are claimed straight into ``cancelled``. A
+    second dispatch) gives ``[]``, as does a reservation :func:`cancel_reserved` ended. A
     reserved page that is gone or busy all the same (no claim or delete takes one: only
     a database edited by hand) leaves the job, whose ``total`` shrinks. The last slice
     ends the reservation.
@@ -165,14 +165,13 @@ def claim_reserved(
         job = _reservation_locked(s, job_id)
         if job is None:
             return None
-        project_id, cancelled, next_at = job
+        project_id, next_at = job
         if next_at != at:
             return []
-        state = PageState.CANCELLED if cancelled else PageState.QUEUED
-        claimed = _claim_slice(s, job_id, project_id, reserved[at : at + n], at, state)
+        claimed = _claim_slice(s, job_id, project_id, reserved[at : at + n], at, PageState.QUEUED)
         after = {"reserved_at": at + n} if at + n < len(reserved) else _ENDED
         s.connection().execute(update(Job).where(Job.id == job_id).values(**after))
-    return [] if cancelled else claimed
+    return claimed
 
 
 _ENDED = {"reserved": None, "reserved_at": None}
@@ -183,36 +182,34 @@ def cancel_reserved(store: Store, job_id: str) -> int:
     ``cancelled`` (as the worker claiming them would); how many. 0: no reservation."""
     with store.write() as s:
         job = _reservation_locked(s, job_id)
-        if job is None or job[2] is None:
+        if job is None or job[1] is None:
             return 0
+        project_id, at = job
         conn = s.connection()
-        conn.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
         ids = json.loads(conn.scalar(select(Job.reserved).where(Job.id == job_id)))
-        at = job[2]
-        moved = _claim_slice(s, job_id, job[0], ids[at:], at, PageState.CANCELLED)
-        conn.execute(update(Job).where(Job.id == job_id).values(reserved=None, reserved_at=None))
+        moved = _claim_slice(s, job_id, project_id, ids[at:], at, PageState.CANCELLED)
+        conn.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True, **_ENDED))
     return len(moved)
 
 
-def _reservation_locked(s: Any, job_id: str) -> tuple[int, bool, int | None] | None:
-    """``(project id, cancel requested, position of the next page to claim or None)``
+def _reservation_locked(s: Any, job_id: str) -> tuple[int, int | None] | None:
+    """``(project id, position of the next reserved page to claim, None if none is)``
     with the job row locked, or None if the job is gone. The reservation's claims take
     turns on it; they write only its pages and new job pages before the job row, so
     waiting here cannot deadlock with a worker (which locks job pages, then the job)."""
     row = (
         s.connection()
         .execute(
-            select(
-                Job.project_id,
-                Job.cancel_requested,
-                case((Job.reserved.is_(None), None), else_=func.coalesce(Job.reserved_at, 0)),
-            )
+            select(Job.project_id, Job.reserved.is_not(None), Job.reserved_at)
             .where(Job.id == job_id)
             .with_for_update()
         )
         .first()
     )
-    return None if row is None else (int(row[0]), bool(row[1]), row[2])
+    if row is None:
+        return None
+    project_id, reserved, at = row
+    return int(project_id), (int(at or 0) if reserved else None)
 
 
 def _claim_slice(
@@ -294,41 +291,6 @@ def _take(conn: Any, job_id: str, *where: Any, params: dict[str, Any] | None = N
     )
 
 
-def _claim_in_states(
-    conn: Any, job_id: str, project_id: int, states: Sequence[str], reserved: dict[int, str]
-) -> tuple[list[int], int]:
-    """Claim the project's pages in ``states`` that no job reserved, in page order: their
-    ids, and the first one's number."""
-    where = [Page.project_id == project_id, Page.status.in_(list(states))]
-    params = None
-    if reserved:
-        where.append(_given_page(conn, "reserved", negate=True))
-        params = _ids_param(conn, list(reserved), "reserved")
-    if not _take(conn, job_id, *where, params=params):
-        _nothing_left(conn, project_id, states, reserved)  # rolls back
-    # The project's queued pages (its index), of this job.
-    mine = (
-        (Page.project_id == project_id)
-        & (Page.status == PageState.QUEUED)
-        & (Page.job_id == job_id)
-    )
-    position = func.row_number().over(order_by=Page.page_number) - 1
-    rows = select(
-        literal(job_id),
-        Page.id,
-        position,
-        literal(PageState.QUEUED.value),
-        literal(0),
-        literal(utcnow()),
-    ).where(mine)
-    columns = ["job_id", "page_id", "position", "state", "attempts", "queued_at"]
-    conn.execute(insert(JobPage).from_select(columns, rows))
-    ordered = _plain_rows(
-        conn, select(Page.id, Page.page_number).where(mine).order_by(Page.page_number)
-    )
-    return [pid for pid, _ in ordered], ordered[0][1]
-
-
 def _ordered_ids(conn: Any, name: str = "ids") -> str:
     """SQL for ``(pid, position)`` rows of the ``:ids`` array, position from 0 in its order."""
     if conn.dialect.name == "postgresql":
@@ -344,16 +306,14 @@ def _ids_param(conn: Any, ids: list[int], name: str = "ids") -> dict[str, Any]:
     return {name: list(ids) if postgres else json.dumps(ids)}
 
 
-def _given_page(conn: Any, name: str = "ids", *, negate: bool = False) -> Any:
+def _given_page(conn: Any, name: str = "ids") -> Any:
     """The page is one of the ``:ids`` (or ``:name``). PostgreSQL: ``= ANY`` of the
     array, which it hashes or looks up by key as it sees fit (an ``IN`` over ``unnest()``
     made it de-duplicate and then look up 100,000 ids one by one: 0.3 s more). SQLite:
-    ``IN`` the JSON array's values. ``negate``: it is none of them."""
+    ``IN`` the JSON array's values."""
     if conn.dialect.name == "postgresql":
-        return text(f"{'NOT ' if negate else ''}pages.id = ANY(CAST(:{name} AS bigint[]))")
+        return text(f"pages.id = ANY(CAST(:{name} AS bigint[]))")
     given = select(text("pid")).select_from(text(f"({_ordered_ids(conn, name)}) AS given"))
-    if negate:
-        return Page.id.not_in(given.scalar_subquery())
     return Page.id.in_(given.scalar_subquery())
 
 
