@@ -2,18 +2,17 @@
 
 A local directory by default; point ``PAGEKIT_BLOB_DIR`` at a shared mount when workers
 run on several hosts. Pages are private: directories are created 0700 and files 0600
-(written under a temporary name, then renamed), whatever the process umask. Bytes are
-removed once no page names them (:mod:`pagekit.store.deletion` decides;
-:meth:`BlobStore.delete` removes).
+(``mkstemp``), whatever the process umask. Bytes are removed once no page names them
+(:mod:`pagekit.store.deletion` decides; :meth:`BlobStore.delete` removes).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import itertools
 import logging
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from .errors import NotFound
 log = logging.getLogger(__name__)
 
 _HEX = frozenset("0123456789abcdef")
-_count = itertools.count()
 
 
 class BlobStore:
@@ -47,10 +45,7 @@ class BlobStore:
                 os.utime(path)
             return key
         self._mkdirs(path.parent)
-        # A name of our own (process, count, random: two hosts may share the directory),
-        # created 0600; mkstemp's search for a free name costs as much as the write.
-        tmp = path.parent / f".tmp-{os.getpid()}-{next(_count)}-{os.urandom(4).hex()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")  # mode 0600
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)

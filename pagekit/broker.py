@@ -17,6 +17,12 @@ if TYPE_CHECKING:
     from .config import Settings
 
 
+def soft_time_limit(settings: Settings) -> int:
+    """A page's soft time limit: a tenth before the hard one, so the page fails with a
+    message rather than losing its process."""
+    return max(1, int(settings.page_time_limit * 0.9))
+
+
 def configure(app: Celery, settings: Settings, broker_url: str) -> Celery:
     """Apply pagekit's reliability rules (docs/design.md) to ``app``."""
     from kombu import Queue
@@ -40,7 +46,7 @@ def configure(app: Celery, settings: Settings, broker_url: str) -> Celery:
         worker_prefetch_multiplier=1,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         task_time_limit=settings.page_time_limit,
-        task_soft_time_limit=max(1, int(settings.page_time_limit * 0.9)),
+        task_soft_time_limit=soft_time_limit(settings),
         task_default_queue=QUEUE,
         # Workers consume the main queue and the one orphans are re-queued on.
         task_queues=[Queue(name) for name in QUEUES],

@@ -883,18 +883,19 @@ class Client:
         empty (their message was lost), and the dispatch message of a big job whose
         reserved pages nobody claimed. Returns the (task_id, page_id) pairs re-sent.
         """
-        from .worker import lost_dispatches, lost_pages, recover, redispatch
+        from .worker import lost, recover, redispatch
+
+        def find_lost() -> list[dict[str, Any]]:
+            found = lost(self.store, self.app, self.settings)
+            redispatch(self.app, [job for job, _ in found.dispatches])
+            return found.pages
 
         try:
-            lost = self._with_broker(lambda: lost_pages(self.store, self.app, self.settings))
-            stalled = self._with_broker(
-                lambda: lost_dispatches(self.store, self.app, self.settings)
-            )
-            self._with_broker(lambda: redispatch(self.app, [job for job, _ in stalled]))
+            pages = self._with_broker(find_lost)
         except Exception as exc:  # the broker is down: only orphans by heartbeat
             log.warning("reconcile: cannot read the broker's queues (%s)", exc)
-            lost = []
-        return self._with_broker(lambda: recover(self.store, self.app, self.settings, lost=lost))
+            pages = []
+        return self._with_broker(lambda: recover(self.store, self.app, self.settings, lost=pages))
 
     def wait_for_workers(self, timeout: float = 60.0) -> list[dict[str, Any]]:
         return self._with_broker(

@@ -112,13 +112,13 @@ def dispatch(store: Store, app: Celery, job_id: str) -> int:
     Runs on a worker (task :data:`~pagekit.contract.TASK_DISPATCH`). A reserved job
     (:func:`pagekit.store.jobs.claim`) is claimed a round at a time
     (:func:`~pagekit.store.jobs.claim_reserved`), each round's pages sent before the
-    next; once the job is cancelled, the rest are claimed as cancelled and nothing more
-    is sent. A job claimed by its caller (older pagekit) has its queued pages, held by
-    nobody, sent instead, until it is cancelled. A message sent twice (this task
-    redelivered after its worker died) is harmless: the claim is conditional, so a page
-    still runs once. If the broker fails half-way, the pages not sent stay queued with
-    no message; the workers' watchdogs find such pages (:func:`pagekit.worker.lost_pages`)
-    and send them again.
+    next; a cancel takes what is left (:func:`~pagekit.store.jobs.cancel_reserved`) and
+    the rounds after it claim nothing. A job claimed by its caller (older pagekit) has
+    its queued pages, held by nobody, sent instead, until it is cancelled. A message sent
+    twice (this task redelivered after its worker died) is harmless: the claim is
+    conditional, so a page still runs once. If the broker fails half-way, the pages not
+    sent stay queued with no message; the workers' watchdogs find such pages
+    (:func:`pagekit.worker.lost`) and send them again.
     """
     found = rows.reservation(store, job_id)
     if found is not None:

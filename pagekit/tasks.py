@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from . import worker
 from .blobs import BlobStore
+from .broker import soft_time_limit
 from .config import Settings
 from .contract import TASK_DISPATCH, TASK_PROCESS_PAGE, TASK_PROCESS_PAGES
 from .errors import DatabaseUnavailable
@@ -57,7 +58,7 @@ def chunk_options(settings: Settings) -> dict[str, Any]:
         **OPTIONS,
         "name": TASK_PROCESS_PAGES,
         "time_limit": settings.page_time_limit + late,
-        "soft_time_limit": max(1, int(settings.page_time_limit * 0.9)) + late,
+        "soft_time_limit": soft_time_limit(settings) + late,
     }
 
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .blobs import BlobStore
 from .config import Settings
@@ -347,40 +347,39 @@ def orphans(store: Store, settings: Settings) -> list[dict[str, Any]]:
 RECOVER_BATCH = 200
 
 
-def lost_pages(store: Store, app: Celery, settings: Settings) -> list[dict[str, Any]]:
-    """Queued pages whose message is gone: nobody held them and the broker's queues are empty.
+class Lost(NamedTuple):
+    """What a lost message left behind (:func:`lost`)."""
 
-    Only then are they orphans: their message was lost (a broker that died before writing
-    it to disk, or a client that died between commit and send).
+    pages: list[dict[str, Any]]  # queued pages nobody ever held
+    dispatches: list[tuple[str, int]]  # reservations nobody claims: (job id, next position)
+
+
+def lost(store: Store, app: Celery, settings: Settings) -> Lost:
+    """Work whose message is gone, older than the heartbeat timeout, found only while the
+    broker's queues are empty (one look at them for both):
+
+    - queued pages nobody ever held: their message was lost (a broker that died before
+      writing it to disk, or a client that died between commit and send);
+    - big jobs whose reserved pages nobody is claiming: their dispatch message was lost.
+      The watchdog acts on one only when a later round finds it at the same position (a
+      dispatcher at work moves it on).
     """
     if queue_depth(app):  # messages still waiting: nothing is known to be lost yet
-        return []
-    return rows.never_held(store, _stale(settings, utcnow()), RECOVER_BATCH)
+        return Lost([], [])
+    stale = _stale(settings, utcnow())
+    return Lost(
+        rows.never_held(store, stale, RECOVER_BATCH), rows.stalled_reservations(store, stale)
+    )
 
 
-def lost_dispatches(store: Store, app: Celery, settings: Settings) -> list[tuple[str, int]]:
-    """Big jobs whose reserved pages nobody is claiming: ``(job id, next position)``.
-
-    Only when the broker's queues are empty (the dispatch message is not waiting) and the
-    reservation is older than the heartbeat timeout; the watchdog acts on one only when a
-    later round finds it at the same position (a dispatcher at work moves it on).
-    """
-    if queue_depth(app):
-        return []
-    return rows.stalled_reservations(store, _stale(settings, utcnow()))
-
-
-def redispatch(app: Celery, job_ids: Iterable[str]) -> list[str]:
+def redispatch(app: Celery, job_ids: Iterable[str]) -> None:
     """Send a big job's dispatch message again (its pages are claimed once whatever
     number of dispatchers run: :func:`pagekit.store.jobs.claim_reserved`)."""
-    sent = []
     for job_id in job_ids:
         app.send_task(TASK_DISPATCH, args=[job_id], queue=RECOVERY_QUEUE)
         log.warning(
             "job %s: its pages were reserved and nobody claimed them; dispatching again", job_id
         )
-        sent.append(job_id)
-    return sent
 
 
 def recover(
@@ -393,7 +392,7 @@ def recover(
 ) -> list[tuple[str, int]]:
     """Re-queue orphaned pages at the front of the queue; returns the pairs re-sent.
 
-    ``lost`` adds rows from :func:`lost_pages`. ``mine=(worker, held)`` adds pages that
+    ``lost`` adds rows from :func:`lost` (its ``pages``). ``mine=(worker, held)`` adds pages that
     ``worker`` marked as its own but no longer holds: its pool lost the process running
     them, so they need not wait for the heartbeat timeout. A page that used up its
     attempts is failed with what is known about why. Each row moves in its own
@@ -479,7 +478,7 @@ class Watchdog(threading.Thread):
         self.store = Store(settings.db_url)
         self._stop_event = threading.Event()
         self._suspects: set[tuple[str, int]] = set()
-        self._stalled: set[tuple[str, int]] = set()  # reservations, as lost_dispatches saw them
+        self._stalled: set[tuple[str, int]] = set()  # reservations, as lost() saw them
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -501,19 +500,17 @@ class Watchdog(threading.Thread):
     def tick(self, *, lost_check: bool = True) -> list[tuple[str, int]]:
         held = held_pages()
         beat(self.store, self.worker, held, pid=os.getpid(), concurrency=self.concurrency)
-        lost = self._confirmed_lost() if lost_check else []
+        pages: list[dict[str, Any]] = []
         if lost_check:
-            found = lost_dispatches(self.store, self.app, self.settings)
-            redispatch(self.app, [job for job, _ in found if (job, _) in self._stalled])
-            self._stalled = set(found)
-        return recover(self.store, self.app, self.settings, lost=lost, mine=(self.worker, held))
-
-    def _confirmed_lost(self) -> list[dict[str, Any]]:
-        """Lost pages seen twice in a row (a message in flight is not taken for lost)."""
-        rows = lost_pages(self.store, self.app, self.settings)
-        confirmed = [r for r in rows if _key(r) in self._suspects]
-        self._suspects = {_key(r) for r in rows}
-        return confirmed
+            # Seen twice in a row: a message in flight is not taken for lost.
+            found = lost(self.store, self.app, self.settings)
+            pages = [r for r in found.pages if _key(r) in self._suspects]
+            redispatch(
+                self.app, [job for job, at in found.dispatches if (job, at) in self._stalled]
+            )
+            self._suspects = {_key(r) for r in found.pages}
+            self._stalled = set(found.dispatches)
+        return recover(self.store, self.app, self.settings, lost=pages, mine=(self.worker, held))
 
 
 def held_pages() -> list[tuple[str, int]]:

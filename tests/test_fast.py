@@ -177,16 +177,16 @@ def test_recover_requeues_an_orphan_once_and_fails_it_at_the_attempt_cap(client:
 def test_queued_pages_are_lost_only_when_the_broker_has_no_message(client: Client) -> None:
     settings = client.settings.with_(heartbeat_timeout=0.2)
     task_id, page_ids = queue(client, 2)
-    assert worker.lost_pages(client.store, client.app, settings) == []  # too young
+    assert worker.lost(client.store, client.app, settings).pages == []  # too young
     time.sleep(0.3)
-    assert worker.lost_pages(client.store, client.app, settings) == []  # messages wait
+    assert worker.lost(client.store, client.app, settings).pages == []  # messages wait
 
     client.app.control.purge()  # the broker lost them (e.g. killed before it wrote them)
-    lost = worker.lost_pages(client.store, client.app, settings)
+    lost = worker.lost(client.store, client.app, settings).pages
     assert sorted(r["page_id"] for r in lost) == page_ids
     assert worker.orphans(client.store, settings) == []  # nobody held them: not orphans
 
     moved = worker.recover(client.store, client.app, settings, lost=lost)
     assert sorted(moved) == [(task_id, p) for p in page_ids]
     assert worker.queue_depth(client.app) == 2
-    assert worker.lost_pages(client.store, client.app, settings) == []
+    assert worker.lost(client.store, client.app, settings).pages == []

@@ -221,14 +221,6 @@ def _set_pages(s: Any, job_id: str, page_ids: list[int], **values: Any) -> None:
         )
 
 
-def _set_layout(s: Any, page_id: int, layout: dict[str, Any] | None) -> None:
-    """Replace the page's word layout (no layout: remove the old one)."""
-    conn = s.connection()
-    conn.execute(delete(PageLayout).where(PageLayout.page_id == page_id))
-    if layout is not None:
-        conn.execute(insert(PageLayout).values(page_id=page_id, layout=layout))
-
-
 def _label(kind: str, source: str, index: int) -> str:
     if kind == "pdf" or index:
         return f"{source} page {index + 1}"
