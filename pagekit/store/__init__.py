@@ -31,7 +31,6 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    bindparam,
     create_engine,
     event,
     func,
@@ -360,9 +359,6 @@ def _unavailable(exc: DBAPIError, url: str, busy_timeout: float) -> DatabaseUnav
 # 0.1.0 refused a page whose bytes were already in the project, which refused whole any
 # file that repeats a page (two blank pages, a TIFF with repeated frames).
 _DROPPED_UNIQUE = {"pages": "uq_page_blob"}
-# Indexes that are partial now (``... WHERE``) and were made whole by an older pagekit,
-# under the same name: made again.
-_NOW_PARTIAL = ("ix_pages_thumbnail",)
 
 
 def migrate(engine: Engine) -> None:
@@ -370,9 +366,9 @@ def migrate(engine: Engine) -> None:
 
     Drops the 0.1.0 ``UNIQUE (project_id, blob)`` on ``pages`` (SQLite: a table rebuild),
     adds nullable columns the models have and the tables lack (``ADD COLUMN``), creates
-    the models' missing indexes, and makes again an index that is partial now and whole
-    in the database (:data:`_NOW_PARTIAL`). When there is nothing to do it costs one
-    reflection of column, index and constraint names and one catalogue query, so every
+    the models' missing indexes, and makes again an index that is partial in the models
+    and whole in the database (an older pagekit made it so). When there is nothing to do
+    it costs one reflection of column, index and constraint names, so every
     :class:`Store` runs it; concurrent openers are safe (SQLite writers are serialized,
     PostgreSQL DDL says ``IF [NOT] EXISTS``).
     """
@@ -394,36 +390,24 @@ def _pending(conn: Connection) -> dict[str, list[Any]]:
     columns = insp.get_multi_columns(filter_names=names)
     indexes = insp.get_multi_indexes(filter_names=names)
     todo: dict[str, list[Any]] = {"rebuild": [], "columns": [], "indexes": [], "remade": []}
-    whole = _whole_indexes(conn, _NOW_PARTIAL)
+    where = f"{conn.dialect.name}_where"  # a partial index's condition, as reflected
     for name in names:
         table = Base.metadata.tables[name]
         have = {c["name"] for c in columns[(None, name)]}
         todo["columns"] += [c for c in table.columns if c.name not in have]
-        have = {i["name"] for i in indexes[(None, name)]}
-        todo["indexes"] += [i for i in table.indexes if i.name not in have]
-        todo["remade"] += [i for i in table.indexes if i.name in have and i.name in whole]
+        found = {i["name"]: i.get("dialect_options", {}) for i in indexes[(None, name)]}
+        todo["indexes"] += [i for i in table.indexes if i.name not in found]
+        todo["remade"] += [
+            i
+            for i in table.indexes
+            if i.name in found
+            and i.dialect_kwargs.get(where) is not None
+            and found[i.name].get(where) is None
+        ]
         dropped = _DROPPED_UNIQUE.get(name)
         if dropped and dropped in {u["name"] for u in insp.get_unique_constraints(name)}:
             todo["rebuild"].append(name)
     return todo
-
-
-def _whole_indexes(conn: Connection, names: tuple[str, ...]) -> set[str]:
-    """Of the indexes ``names``, those the database has without a ``WHERE`` (SQLite and
-    PostgreSQL; another database keeps what it has)."""
-    if conn.dialect.name == "sqlite":
-        query = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name IN :names"
-    elif conn.dialect.name == "postgresql":
-        query = (
-            "SELECT indexname, indexdef FROM pg_indexes "
-            "WHERE schemaname = current_schema() AND indexname IN :names"
-        )
-    else:
-        return set()
-    found = conn.execute(
-        sql_text(query).bindparams(bindparam("names", expanding=True)), {"names": list(names)}
-    )
-    return {name for name, sql in found if " WHERE " not in (sql or "").upper()}
 
 
 def _apply(conn: Connection, todo: dict[str, list[Any]]) -> None:
@@ -505,7 +489,11 @@ def lock_blob_keys(session: Session, keys: Iterable[str], *, shared: bool) -> No
     """
     if session.get_bind().dialect.name != "postgresql":
         return
-    lock_ids(session, sorted({blob_lock_id(key) for key in keys}), shared=shared)
+    lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    query = sql_text(
+        f"SELECT {lock}({BLOB_LOCK_SPACE}, k) FROM unnest(CAST(:ids AS integer[])) AS k"
+    )  # unnest keeps the array's sorted order
+    session.execute(query, {"ids": sorted({blob_lock_id(key) for key in keys})})
 
 
 # Page-bytes keys share BLOB_LOCKS advisory locks, (BLOB_LOCK_SPACE, key mod BLOB_LOCKS)
@@ -521,16 +509,6 @@ BLOB_LOCK_SPACE = 0x70616765  # "page"
 def blob_lock_id(key: str) -> int:
     """The advisory lock (its bucket, 0 to BLOB_LOCKS - 1) of a page-bytes key."""
     return int(key[:16], 16) % BLOB_LOCKS
-
-
-def lock_ids(session: Session, ids: list[int], *, shared: bool) -> None:
-    """Take the page-bytes locks ``ids`` (sorted buckets) on PostgreSQL, in one round trip
-    (unnest keeps the array's sorted order)."""
-    lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-    query = sql_text(
-        f"SELECT {lock}({BLOB_LOCK_SPACE}, k) FROM unnest(CAST(:ids AS integer[])) AS k"
-    )
-    session.execute(query, {"ids": ids})
 
 
 # Adding a file's pages: keys looked up per query (bounded statement size; SQLite allows
@@ -857,9 +835,8 @@ class Store:
                 )
                 if locked is None:
                     raise NoSuchProject(project_id)
-                if s.get_bind().dialect.name == "postgresql":  # no removal of these bytes
-                    ids = {blob_lock_id(pages.key(i)) for i in range(len(pages))}
-                    lock_ids(s, sorted(ids), shared=True)
+                # No removal of these bytes until this commits.
+                lock_blob_keys(s, map(pages.key, range(len(pages))), shared=True)
                 first = number = page_number or self.next_page_number(s, project_id)
                 added.first_number = first
                 turns: dict[str, int] = {}  # copies matched so far, of keys in the project twice
