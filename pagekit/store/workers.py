@@ -73,7 +73,7 @@ def claim_pages(
         if job is None or not ids:
             return out  # a stale message for a job that no longer exists
         cancel, job_ocr_mode = job
-        lock_in_order(s, *_these(job_id, ids))
+        _lock_these(s, job_id, ids)
         if cancel:
             cancelled = dict(state=PageState.CANCELLED, finished_at=now, heartbeat_at=None)
             moved = _move_many(s, job_id, ids, ACTIVE, **cancelled)
@@ -143,7 +143,7 @@ def release_pages(store: Store, job_id: str, page_ids: list[int], worker: str) -
     if not ids:
         return []
     with store.write() as s:
-        lock_in_order(s, *_these(job_id, ids))
+        _lock_these(s, job_id, ids)
         back = dict(
             state=PageState.QUEUED,
             attempts=JobPage.attempts - 1,
@@ -172,6 +172,13 @@ def lock_in_order(s: Any, *where: Any) -> None:
             .subquery()
         )
         s.connection().execute(select(func.count()).select_from(rows))
+
+
+def _lock_these(s: Any, job_id: str, page_ids: list[int]) -> None:
+    """:func:`lock_in_order` for these pages of the job. One page needs no order (its
+    UPDATE locks it, and nothing else): no extra statement on the single-page path."""
+    if len(page_ids) > 1:
+        lock_in_order(s, *_these(job_id, page_ids))
 
 
 def _these(job_id: str, page_ids: list[int]) -> tuple[Any, ...]:
@@ -257,7 +264,7 @@ def finish_pages(store: Store, job_id: str, outcomes: list[Outcome]) -> set[int]
         return set()
     with store.write() as s:
         conn = s.connection()
-        lock_in_order(s, *_these(job_id, sorted(by_id)))
+        _lock_these(s, job_id, sorted(by_id))
         moved: dict[str, dict[int, str]] = {}
         for state in sorted({o.state for o in outcomes}):
             ids = sorted(pid for pid, o in by_id.items() if o.state == state)
