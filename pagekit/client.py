@@ -62,8 +62,6 @@ ProjectRef = int | str | dict[str, Any]
 # worker records it in one write transaction that waits at most PAGEKIT_DB_BUSY_TIMEOUT
 # (20 s) for the database, so two minutes is ample. The grace is at least 3 times that.
 THUMBNAIL_GRACE = 120.0
-# Keys of a refused file's stored bytes checked (and removed) per call.
-REMOVE_CHUNK = 1000
 
 
 def _broker_errors() -> tuple[type[BaseException], ...]:
@@ -445,7 +443,7 @@ class Client:
         and made again if gone. A file refused part way (a page that cannot be read, a page
         number taken) leaves nothing: the bytes it stored and no page names are removed.
         """
-        made = ingest.PageKeys(pages.name, pages.kind, pages.mime)
+        made = ingest.PageKeys(pages.kind, pages.mime)
         written = bytearray()  # 1: this add stored the page's bytes
 
         def stored(index: int, key: str) -> None:
@@ -481,10 +479,9 @@ class Client:
             out["error"] = _duplicates_message(out["source"], len(made), len(added.dup_ids), dups)
 
     def _remove_written(self, made: ingest.PageKeys, written: bytearray) -> None:
-        """Remove the bytes a refused file stored that no page names, a chunk at a time."""
+        """Remove the bytes a refused file stored that no page names."""
         keys = (made.key(i) for i, new in enumerate(written) if new)
-        while chunk := list(islice(keys, REMOVE_CHUNK)):
-            deletion.remove_unreferenced(self.store, chunk, self.blobs.delete)
+        deletion.remove_unreferenced(self.store, keys, self.blobs.delete)
 
     def pages(
         self,

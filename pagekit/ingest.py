@@ -83,7 +83,10 @@ class IngestedPage:
     index: int  # 0-based page or frame index in the file
     count: int  # pages or frames in the file
     sha256: str  # hex sha256 of data
-    size: int = 0  # len(data)
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
 
     @property
     def label(self) -> str:
@@ -96,8 +99,7 @@ class PageKeys:
     them: each page's sha256 (its bytes' key) and size in file order, 40 bytes a page
     (a PDF has at most ``TREE_ENTRIES_MAX`` pages), and what all its pages share."""
 
-    def __init__(self, source: str, kind: str, mime: str) -> None:
-        self.source = source
+    def __init__(self, kind: str, mime: str) -> None:
         self.kind = kind
         self.mime = mime
         self._digests = bytearray()
@@ -566,7 +568,7 @@ def _refuse_bidi(name: str, fix: str) -> None:
 
 def _page(data: bytes, kind: str, mime: str, name: str, index: int, count: int) -> IngestedPage:
     sha = hashlib.sha256(data).hexdigest()
-    return IngestedPage(data, kind, mime, name, index, count, sha, len(data))
+    return IngestedPage(data, kind, mime, name, index, count, sha)
 
 
 class FilePages:

@@ -16,7 +16,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -54,6 +54,9 @@ from ..errors import (
     PageNumberTaken,
     ProjectExists,
 )
+
+if TYPE_CHECKING:
+    from ..ingest import PageKeys
 
 log = logging.getLogger(__name__)
 
@@ -802,7 +805,7 @@ class Store:
     def add_file_pages(
         self,
         project_id: int,
-        pages: Any,
+        pages: PageKeys,
         page_number: int | None,
         put_blob: Callable[[int, str], None],
         source: str,
@@ -810,7 +813,7 @@ class Store:
         """Store one file's pages in one transaction; return what was added.
 
         ``pages`` is a :class:`pagekit.ingest.PageKeys`: each page's key (the sha256 of its
-        bytes) and size in file order, and the file's name, kind and type. A page whose
+        bytes) and size in file order, and the file's kind and type. A page whose
         bytes are already in the project from an earlier add is not added: the n-th copy
         of a page in the file is the n-th copy in the project (or the last), so adding a
         file again maps its pages one to one onto the first upload. The others take

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from functools import partial
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import delete, exists, func, select, update
@@ -179,9 +180,13 @@ def remove_unreferenced(store: Store, keys: Iterable[str], remove: Callable[[str
     them (:func:`pagekit.store.lock_blob_keys`; on SQLite, the database's write lock).
     So an add of the same bytes, in any project, has either committed before the check
     (the key is named, and kept) or writes the file afresh after its removal.
+
+    Keys are taken ``CHUNK`` at a time, as they come (a generator is read lazily), each
+    chunk sorted for its locks.
     """
     removed = 0
-    for chunk in _chunks(sorted(set(keys))):
+    keys = iter(keys)
+    while chunk := sorted(set(islice(keys, CHUNK))):
         with store.write() as s:
             lock_blob_keys(s, chunk, shared=False)
             named = set(s.scalars(select(Page.blob).where(Page.blob.in_(chunk))))
