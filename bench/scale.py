@@ -539,10 +539,9 @@ def http_enqueue(client: Client, big: dict[str, Any], n: int) -> None:
     except ImportError as exc:
         line("HTTP enqueue", "not measured here", f"needs pagekit[api] ({exc.name})")
         return
-    from sqlalchemy import update
+    from sqlalchemy import select, update
 
-    from pagekit.store import Page
-    from pagekit.store import jobs as rows
+    from pagekit.store import Job, Page
 
     pid = big["project_id"]
     ids = [int(i) for i in client.pages(big).page_id]
@@ -563,7 +562,12 @@ def http_enqueue(client: Client, big: dict[str, Any], n: int) -> None:
             label = f"HTTP {route}, {n:,} pages"
             line(label, secs(took), "< 1 s (issue: at 100,000)", took < 1)
             task_id = reply.json()["task_id"]
-            while rows.reservation(client.store, task_id) is not None:
+            reserved = select(Job.id).where(Job.id == task_id, Job.reserved.is_not(None))
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                with client.store.read() as s:
+                    if s.scalar(reserved) is None:
+                        break
                 time.sleep(0.02)
             claimed = time.perf_counter() - t
             note(f"a worker had claimed all {n:,} pages {secs(claimed)} after the request")

@@ -15,6 +15,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 # Before anything reads settings: a test that names no home writes here, never into the
 # user's real data directory (~/.local/share/pagekit).
@@ -22,12 +23,12 @@ DEFAULT_HOME = Path(tempfile.mkdtemp(prefix="pagekit-test-home-"))
 os.environ["PAGEKIT_HOME"] = str(DEFAULT_HOME)
 
 import pytest  # noqa: E402
-from sqlalchemy import create_engine, make_url  # noqa: E402
+from sqlalchemy import create_engine, make_url, select  # noqa: E402
 
 from pagekit import runtime  # noqa: E402
 from pagekit.client import Client  # noqa: E402
 from pagekit.config import Settings  # noqa: E402
-from pagekit.store import engine_for  # noqa: E402
+from pagekit.store import JobPage, Page, Store, engine_for  # noqa: E402
 
 PLUGINS = Path(__file__).parent / "plugins"
 ON_CI = os.environ.get("CI") == "true"
@@ -129,6 +130,48 @@ def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 def new_project(client: Client, steps: list[str] | None = None) -> dict:
     return client.create_project(f"test-{uuid.uuid4().hex[:10]}", steps)
+
+
+def add_page_rows(
+    store: Store, project_id: int, n: int, first: int = 1, source: str = "big.pdf"
+) -> list[int]:
+    """``n`` page rows of a PDF, numbered from ``first``, straight into the database (for
+    tests of the job rules with no worker: their bytes are never read); their ids."""
+    with store.write() as s:
+        pages = [
+            Page(
+                project_id=project_id,
+                page_number=number,
+                source=source,
+                source_index=number - 1,
+                kind="pdf",
+                mime="application/pdf",
+                blob=f"{number:064x}",
+            )
+            for number in range(first, first + n)
+        ]
+        s.add_all(pages)
+        s.flush()
+        return [p.id for p in pages]
+
+
+def check_cancel_counted(client: Client, task_id: str, cancelled: int, what: str) -> list[Any]:
+    """After a cancel and the job's end: the cancel's count is exactly the pages that never
+    started, none of them ran, and every page row agrees with its job page. The job's rows
+    ``(state, attempts, status, words)``, for more checks."""
+    with client.store.read() as s:
+        rows = s.execute(
+            select(JobPage.state, JobPage.attempts, Page.status, Page.words)
+            .join(Page, Page.id == JobPage.page_id)
+            .where(JobPage.job_id == task_id)
+        ).all()
+    never_started = [row for row in rows if row.state == "cancelled" and row.attempts == 0]
+    assert len(never_started) == cancelled, (
+        f"{what}: cancel reported {cancelled} pages, {len(never_started)} stayed cancelled"
+    )
+    assert all(row.words is None for row in never_started), f"{what}: a cancelled page ran"
+    assert all(row.state == row.status for row in rows), f"{what}: page and job page disagree"
+    return rows
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import zlib
 from datetime import timedelta
 
 import pytest
-from conftest import new_project
+from conftest import add_page_rows, new_project
 from pypdf import PdfWriter
 from sqlalchemy import event, select, update
 from sqlalchemy.engine import Engine
@@ -441,19 +441,7 @@ def test_cancel_moves_exactly_the_queued_pages_and_results_follow_the_job(empty_
     result of that job in this one's."""
     store = Store(empty_db)
     project = store.create_project("cancel-rows")
-    with store.write() as s:
-        for n in range(1, 11):
-            s.add(
-                Page(
-                    project_id=project.id,
-                    page_number=n,
-                    source="ten.pdf",
-                    source_index=n - 1,
-                    kind="pdf",
-                    mime="application/pdf",
-                    blob=f"{n:064x}",
-                )
-            )
+    add_page_rows(store, project.id, 10, source="ten.pdf")
     task_id, ids, first = rows.claim(store, project.id, None, [PageState.PENDING], "batch")
     assert first == 1 and ids == store.page_ids(project.id, [PageState.QUEUED])
     stale = utcnow() - timedelta(hours=1)

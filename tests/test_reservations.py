@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 import pytest
+from conftest import add_page_rows
 from sqlalchemy import select
 
 from pagekit import jobs
@@ -25,24 +26,15 @@ from pagekit.store import jobs as rows
 BIG = rows.INLINE + 150  # reserved, not claimed, by its caller
 
 
-def add_pages(store: Store, project_id: int, n: int, first: int = 1) -> list[int]:
-    """``n`` page rows numbered from ``first`` (their bytes are never read here)."""
-    with store.write() as s:
-        pages = [
-            Page(
-                project_id=project_id,
-                page_number=number,
-                source="big.pdf",
-                source_index=number - 1,
-                kind="pdf",
-                mime="application/pdf",
-                blob=f"{number:064x}",
-            )
-            for number in range(first, first + n)
-        ]
-        s.add_all(pages)
-        s.flush()
-        return [p.id for p in pages]
+def reserved_project(empty_db: str, name: str) -> tuple[Store, Any, list[int], str]:
+    """A database of its own with a project of BIG pending pages, all reserved by one
+    "Process All Pending": ``(store, project, page ids, task id)``."""
+    store = Store(empty_db)
+    project = store.create_project(name)
+    ids = add_page_rows(store, project.id, BIG)
+    task_id, got, first = rows.claim(store, project.id, None, [PageState.PENDING], "batch")
+    assert got == ids and first == 1
+    return store, project, ids, task_id
 
 
 def states(store: Store, ids: list[int]) -> list[tuple[str, str | None]]:
@@ -82,11 +74,7 @@ def claim_all(store: Store, job_id: str, slice_: int = 100) -> list[int]:
 def test_a_big_job_is_reserved_at_once_and_claimed_by_a_worker_in_its_order(
     empty_db: str,
 ) -> None:
-    store = Store(empty_db)
-    project = store.create_project("reserve")
-    ids = add_pages(store, project.id, BIG)
-    task_id, got, first = rows.claim(store, project.id, None, [PageState.PENDING], "batch")
-    assert got == ids and first == 1
+    store, project, ids, task_id = reserved_project(empty_db, "reserve")
     # Only the job row was written: the pages are still pending, the job counts them queued.
     assert set(states(store, ids)) == {(PageState.PENDING, None)}
     assert job_rows(store, task_id) == []
@@ -105,7 +93,7 @@ def test_a_big_job_is_reserved_at_once_and_claimed_by_a_worker_in_its_order(
     with pytest.raises(PageInUse, match=task_id):
         deletion.delete_project(store, project.id)
     # A page added after the press is not in the job: a second press gets just that one.
-    [late] = add_pages(store, project.id, 1, first=BIG + 1)
+    [late] = add_page_rows(store, project.id, 1, first=BIG + 1)
     other, only, number = rows.claim(store, project.id, None, [PageState.PENDING], "batch")
     assert only == [late] and number == BIG + 1 and other != task_id
 
@@ -131,7 +119,7 @@ def test_a_big_job_is_reserved_at_once_and_claimed_by_a_worker_in_its_order(
 def test_a_batch_of_given_pages_is_reserved_whole_in_the_callers_order(empty_db: str) -> None:
     store = Store(empty_db)
     project = store.create_project("reserve-batch")
-    ids = add_pages(store, project.id, BIG)
+    ids = add_page_rows(store, project.id, BIG)
     wanted = list(reversed(ids[10:]))
     small, _, _ = rows.claim(store, project.id, ids[:2], [], "batch")  # claimed inline
     with pytest.raises(PageBusy, match=small):  # one busy page: nothing is reserved
@@ -148,10 +136,7 @@ def test_a_batch_of_given_pages_is_reserved_whole_in_the_callers_order(empty_db:
 def test_cancel_takes_the_reserved_pages_out_as_cancelled_and_counts_each_once(
     empty_db: str,
 ) -> None:
-    store = Store(empty_db)
-    project = store.create_project("reserve-cancel")
-    ids = add_pages(store, project.id, BIG)
-    task_id, _, _ = rows.claim(store, project.id, None, [PageState.PENDING], "batch")
+    store, project, ids, task_id = reserved_project(empty_db, "reserve-cancel")
     reserved, _ = rows.reservation(store, task_id)
     assert rows.claim_reserved(store, task_id, reserved, 0, 100) == ids[:100]
 
@@ -173,10 +158,7 @@ def test_cancel_takes_the_reserved_pages_out_as_cancelled_and_counts_each_once(
 
 def test_a_reservation_of_a_deleted_project_ends_quietly(empty_db: str) -> None:
     """The dispatcher of a job whose project is gone claims nothing and stops."""
-    store = Store(empty_db)
-    project = store.create_project("reserve-gone")
-    add_pages(store, project.id, BIG)
-    task_id, ids, _ = rows.claim(store, project.id, None, [PageState.PENDING], "batch")
+    store, project, ids, task_id = reserved_project(empty_db, "reserve-gone")
     jobs.cancel(store, task_id)  # the only way to delete a project with a reservation
     deletion.delete_project(store, project.id)
     assert rows.claim_reserved(store, task_id, ids, 0, 100) is None
@@ -196,7 +178,7 @@ def test_concurrent_presses_and_batches_take_each_page_once(empty_db: str) -> No
     store = Store(empty_db)
     for rnd in range(4):
         project = store.create_project(f"race-{rnd}")
-        ids = add_pages(store, project.id, 2 * BIG)
+        ids = add_page_rows(store, project.id, 2 * BIG)
         calls = [None, None, ids[: BIG + 20], ids[BIG - 20 : BIG + 40]]
         out: list[Any] = []
         threads = [threading.Thread(target=_press, args=(store, project.id, c, out)) for c in calls]
