@@ -276,13 +276,14 @@ def test_reconcile_requeues_a_page_stuck_in_processing(client: Client, project: 
     [pid] = add_generated(client, project, 1)
     job = client.process_page(project, pid)
     client.wait(job["task_id"], progress=False, timeout=60)
-    # Simulate a worker host that died mid-page: the row says processing, no task runs.
+    # Simulate a worker host that died mid-page: the row says processing, no task runs,
+    # and its holder's last heartbeat is an hour old.
     an_hour_ago = utcnow() - timedelta(hours=1)  # longer than any page may run
     with client.store.write() as s:
         s.execute(
             update(JobPage)
             .where(JobPage.job_id == job["task_id"])
-            .values(state="processing", started_at=an_hour_ago)
+            .values(state="processing", started_at=an_hour_ago, heartbeat_at=an_hour_ago)
         )
         s.execute(update(Page).where(Page.id == pid).values(status="processing"))
         s.execute(update(Job).where(Job.id == job["task_id"]).values(completed=0, processing=1))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -384,6 +385,28 @@ def test_a_010_database_is_upgraded_and_takes_repeated_pages(empty_db: str, tmp_
                 "VALUES ('j1', 7, 0, 'completed', 1, CURRENT_TIMESTAMP)"
             )
         )
+        # A page a 0.1.0 worker was running (0.1.0 wrote no heartbeats).
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, project_id, kind, total, cancel_requested, created_at) "
+                "VALUES ('j2', 1, 'page', 1, false, CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO job_pages (job_id, page_id, position, state, attempts, queued_at, "
+                "started_at) VALUES ('j2', 7, 0, 'processing', 1, :at, :at)"
+            ),
+            {"at": datetime(2025, 1, 2, 3, 4, 5)},
+        )
+        if empty_db.startswith("postgresql"):  # the search index as 0.1.0 made it: whole
+            conn.execute(
+                text(
+                    "ALTER TABLE pages ADD COLUMN text_search tsvector GENERATED ALWAYS "
+                    "AS (to_tsvector('simple', coalesce(text, ''))) STORED"
+                )
+            )
+            conn.execute(text("CREATE INDEX ix_pages_text_search ON pages USING gin (text_search)"))
     old.dispose()
 
     client = Client(home=tmp_path / "home", database_url=empty_db, broker_url=NO_BROKER)
@@ -391,13 +414,27 @@ def test_a_010_database_is_upgraded_and_takes_repeated_pages(empty_db: str, tmp_
     insp = inspect(engine_for(empty_db))
     assert "uq_page_blob" not in {u["name"] for u in insp.get_unique_constraints("pages")}
     assert "uq_page_number" in {u["name"] for u in insp.get_unique_constraints("pages")}
-    assert "ix_pages_project_blob" in {i["name"] for i in insp.get_indexes("pages")}
+    assert "ix_pages_blob" in {i["name"] for i in insp.get_indexes("pages")}
+    # The index naming a job page's state is gone (a cancel rewrites rows in place).
+    held = {i["name"] for i in insp.get_indexes("job_pages")}
+    assert "ix_job_pages_state" not in held and "ix_job_pages_held" in held, held
+    if empty_db.startswith("postgresql"):  # with room to rewrite them there
+        with engine_for(empty_db).connect() as conn:
+            options = conn.scalar(
+                text("SELECT reloptions FROM pg_class WHERE relname = :t"), {"t": "job_pages"}
+            )
+            search = conn.scalar(
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_pages_text_search'")
+            )
+        assert "fillfactor=40" in (options or []), options
+        assert search.endswith("WHERE (text IS NOT NULL)"), search  # pages with text only
     assert {fk["referred_table"] for fk in insp.get_foreign_keys("job_pages")} == {"jobs", "pages"}
     for table in Base.metadata.sorted_tables:  # columns added since 0.1.0 were added
         have = {c["name"] for c in insp.get_columns(table.name)}
         assert set(table.columns.keys()) <= have, table.name
     kept = client.page(7)
     assert kept["text"] == "kept" and kept["page_number"] == 1 and kept["source"] == "old.png"
+    assert list(client.search("kept").page_id) == [7]  # the rebuilt search index has it
 
     pdf = gen.scanned_pdf([blank(), letter(15), blank()])
     [out] = client.add_pages("letters", [("scan.pdf", pdf)])
@@ -405,7 +442,9 @@ def test_a_010_database_is_upgraded_and_takes_repeated_pages(empty_db: str, tmp_
     [again] = client.add_pages("letters", [("old-again.png", seen)])
     assert again["status"] == "duplicate" and again["duplicate_of_numbers"] == [1], again
     with client.store.read() as s:  # the page keeps its job row (foreign keys survived)
-        assert s.execute(text("SELECT page_id FROM job_pages")).scalars().all() == [7]
+        assert s.execute(text("SELECT page_id FROM job_pages")).scalars().all() == [7, 7]
+    # The page that was running is held since its start: the watchdog finds its holder gone.
+    assert [(r["job_id"], r["page_id"]) for r in client.orphans()] == [("j2", 7)]
 
     # Opened again, an upgraded database is left alone: no DDL, no rebuild.
     statements: list[str] = []

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from ..contract import FINISHED, PageState
 from . import Job, JobPage
@@ -49,3 +49,12 @@ def read(s: Any, job: Job) -> dict[str, int]:
         stored = dict.fromkeys(COUNTED, 0) | {state: n for state, n in rows if state in COUNTED}
     queued = job.total - sum(stored.values())
     return {PageState.QUEUED: queued, **stored}
+
+
+def may_have_queued() -> Any:
+    """SQL condition on ``jobs``: its counters leave pages queued, or it keeps none (a job
+    of an older pagekit). The few jobs worth looking in for queued pages."""
+    return or_(
+        *(getattr(Job, state).is_(None) for state in COUNTED),
+        Job.total > sum(getattr(Job, state) for state in COUNTED),
+    )

@@ -5,9 +5,9 @@
   finishing it, a reprocess, a delete, a project's ``ON DELETE CASCADE``), the index
   follows in the same transaction. Ranked by ``bm25()``, snippets by ``snippet()``.
 - PostgreSQL: a stored generated column ``pages.text_search``, ``to_tsvector('simple',
-  text)``, with a GIN index; PostgreSQL keeps both up by itself. Ranked by ``ts_rank_cd``
-  (which reads the stored words: an expression index would make it parse every matching
-  page's text again), snippets by ``ts_headline``.
+  text)``, with a GIN index of the pages that have text; PostgreSQL keeps both up by
+  itself. Ranked by ``ts_rank_cd`` (which reads the stored words: an expression index
+  would make it parse every matching page's text again), snippets by ``ts_headline``.
 
 Both split words the same simple way: lower case, no stemming, accents kept. The query
 language is :mod:`pagekit.search`; it becomes FTS5 syntax in which every term is a quoted
@@ -49,6 +49,10 @@ FTS_TRIGGERS = {
 PG_COLUMN = "text_search"
 PG_INDEX = "ix_pages_text_search"
 PG_DOCUMENT = f"p.{PG_COLUMN}"
+# Only pages that have text are in the GIN index: a page never processed, rewritten when
+# it is queued or cancelled, adds no index entry. Queries say it too, so they use it.
+PG_INDEXED = "text IS NOT NULL"
+PG_MATCH = f"p.{PG_INDEXED} AND {PG_DOCUMENT} @@ "
 # Serializes the index's creation by several processes opening a new database at once.
 PG_LOCK = 0x7061676B  # "pagk"
 
@@ -110,20 +114,25 @@ def _ensure_fts5(conn: Connection) -> None:
 
 
 def _ensure_gin(conn: Connection) -> None:
-    present = text(
-        "SELECT to_regclass(:index) IS NOT NULL AND EXISTS (SELECT 1 FROM "
-        "information_schema.columns WHERE table_schema = current_schema() "
-        "AND table_name = 'pages' AND column_name = :column)"
+    # The index as it should be: present, and partial (an older pagekit made it whole).
+    current = text(
+        "SELECT EXISTS (SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() "
+        "AND indexname = :index AND indexdef LIKE '% WHERE %')"
     )
-    if conn.scalar(present, {"index": PG_INDEX, "column": PG_COLUMN}):
+    if conn.scalar(current, {"index": PG_INDEX}):
         return
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK})
+    if conn.scalar(current, {"index": PG_INDEX}):
+        return  # another process made it while we waited
     # Adding the column rewrites the table once, which computes it for every page.
     conn.exec_driver_sql(
         f"ALTER TABLE pages ADD COLUMN IF NOT EXISTS {PG_COLUMN} tsvector GENERATED ALWAYS "
         "AS (to_tsvector('simple', coalesce(text, ''))) STORED"
     )
-    conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {PG_INDEX} ON pages USING gin ({PG_COLUMN})")
+    conn.exec_driver_sql(f"DROP INDEX IF EXISTS {PG_INDEX}")
+    conn.exec_driver_sql(
+        f"CREATE INDEX {PG_INDEX} ON pages USING gin ({PG_COLUMN}) WHERE {PG_INDEXED}"
+    )
     log.info("full-text search index built")
 
 
@@ -172,7 +181,7 @@ def count(store: Store, query: Query, project_id: int | None) -> int:
         else:
             tsquery, params = pg_tsquery(query)
             _, where = _project_clause(project_id, params)
-            sql = f"SELECT count(*) FROM pages p WHERE {PG_DOCUMENT} @@ {tsquery}{where}"
+            sql = f"SELECT count(*) FROM pages p WHERE {PG_MATCH}{tsquery}{where}"
         return int(_run(s, dialect, sql, params).scalar() or 0)
 
 
@@ -231,7 +240,7 @@ def _pg_find(query: Query, project_id: int | None) -> tuple[str, dict[str, Any]]
         "FROM (SELECT p.id AS page_id, p.page_number, p.source, p.status, p.confidence, "
         f"p.project_id AS pid, ts_rank_cd({PG_DOCUMENT}, {tsquery}, 1) AS score{project} "
         "FROM pages p JOIN projects pr ON pr.id = p.project_id "
-        f"WHERE {PG_DOCUMENT} @@ {tsquery}{where} "
+        f"WHERE {PG_MATCH}{tsquery}{where} "
         "ORDER BY score DESC, p.project_id, p.page_number LIMIT :limit OFFSET :offset) hits "
         "JOIN pages p ON p.id = hits.page_id "
         "ORDER BY hits.score DESC, hits.pid, hits.page_number"

@@ -389,14 +389,10 @@ _ROW = (
 
 
 def _orphaned(stale_before: datetime) -> Any:
-    """Active job pages whose holder stopped sending heartbeats."""
-    return or_(
-        and_(
-            JobPage.state == PageState.PROCESSING,
-            func.coalesce(JobPage.heartbeat_at, JobPage.started_at) < stale_before,
-        ),
-        and_(JobPage.state == PageState.QUEUED, JobPage.heartbeat_at < stale_before),
-    )
+    """Active job pages whose holder stopped sending heartbeats. A page is held exactly
+    while its heartbeat is set (the claim sets it, every finish and requeue clears it),
+    so the index of held pages (``ix_job_pages_held``) finds them."""
+    return and_(JobPage.heartbeat_at < stale_before, JobPage.state.in_(ACTIVE))
 
 
 def _rows(store: Store, cond: Any, limit: int | None = None) -> list[dict[str, Any]]:
@@ -445,10 +441,12 @@ def stalled_reservations(store: Store, created_before: datetime) -> list[tuple[s
 def never_held(
     store: Store, queued_before: datetime, limit: int | None = None
 ) -> list[dict[str, Any]]:
-    """Queued pages nobody ever held, queued before ``queued_before``."""
+    """Queued pages nobody ever held, queued before ``queued_before``: looked for by key
+    in the jobs whose counters leave some queued (no index names a job page's state)."""
     return _rows(
         store,
         and_(
+            JobPage.job_id.in_(select(Job.id).where(counters.may_have_queued())),
             JobPage.state == PageState.QUEUED,
             JobPage.heartbeat_at.is_(None),
             JobPage.queued_at < queued_before,
