@@ -178,8 +178,12 @@ _ENDED = {"reserved": None, "reserved_at": None}
 
 
 def cancel_reserved(store: Store, job_id: str) -> int:
-    """Flag the job cancelled and claim every page it still has reserved straight into
-    ``cancelled`` (as the worker claiming them would); how many. 0: no reservation."""
+    """Claim every page the job still has reserved straight into ``cancelled`` (as the
+    worker claiming them would) and end its reservation; how many. 0: no reservation.
+
+    The job is not flagged here: :func:`cancel_queued` flags it in the transaction that
+    cancels its queued pages, so no worker sees the flag while those are still queued
+    (it would cancel them itself, and the cancel's count would miss them)."""
     with store.write() as s:
         job = _reservation_locked(s, job_id)
         if job is None or job[1] is None:
@@ -188,7 +192,7 @@ def cancel_reserved(store: Store, job_id: str) -> int:
         conn = s.connection()
         ids = json.loads(conn.scalar(select(Job.reserved).where(Job.id == job_id)))
         moved = _claim_slice(s, job_id, project_id, ids[at:], at, PageState.CANCELLED)
-        conn.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True, **_ENDED))
+        conn.execute(update(Job).where(Job.id == job_id).values(**_ENDED))
     return len(moved)
 
 
@@ -515,6 +519,6 @@ def cancel_queued(store: Store, job_id: str) -> int:
         s.refresh(job)
         c = counters.read(s, job)
         # A job that was finished before this call keeps its outcome.
-        if moved or c[PageState.QUEUED] or c[PageState.PROCESSING]:
+        if reserved or moved or c[PageState.QUEUED] or c[PageState.PROCESSING]:
             conn.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
     return reserved + int(moved)
