@@ -442,11 +442,16 @@ def never_held(
     store: Store, queued_before: datetime, limit: int | None = None
 ) -> list[dict[str, Any]]:
     """Queued pages nobody ever held, queued before ``queued_before``: looked for by key
-    in the jobs whose counters leave some queued (no index names a job page's state)."""
+    in the jobs whose counters leave some queued (no index names a job page's state), so
+    an idle database answers from the jobs table alone."""
+    with store.read() as s:
+        jobs = list(s.scalars(select(Job.id).where(counters.may_have_queued())))
+    if not jobs:
+        return []
     return _rows(
         store,
         and_(
-            JobPage.job_id.in_(select(Job.id).where(counters.may_have_queued())),
+            JobPage.job_id.in_(jobs),
             JobPage.state == PageState.QUEUED,
             JobPage.heartbeat_at.is_(None),
             JobPage.queued_at < queued_before,
