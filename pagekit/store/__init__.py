@@ -205,11 +205,11 @@ class JobPage(Base):
     """One page of one job: the unit that is counted exactly once."""
 
     __tablename__ = "job_pages"
-    # No index names ``state`` or ``finished_at``: cancelling or finishing a page then
-    # rewrites only its row, in place (PostgreSQL's HOT update, in the room the table's
-    # fillfactor leaves, :data:`FILLFACTOR`), with no new entry in any index. Cancelling
-    # 100,000 queued pages takes 0.15 s instead of 1.2 s. A job's pages are found by
-    # their key (job, page) and filtered by state.
+    # No index names ``state`` or ``finished_at``: cancelling a queued page (whose
+    # heartbeat is already NULL) then rewrites only its row, in place (PostgreSQL's HOT
+    # update, in the room the table's fillfactor leaves, :data:`FILLFACTOR`), with no new
+    # entry in any index: 100,000 job pages in 0.15 s instead of 1.2 s. A job's pages are
+    # found by their key (job, page) and filtered by state.
     __table_args__ = (
         # Pages a worker holds (reserved or running): the watchdog's look for a holder
         # that went quiet reads only those.
