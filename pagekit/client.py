@@ -829,11 +829,20 @@ class Client:
     # -- workers and health ---------------------------------------------------------------
 
     def workers(self, timeout: float = 1.0) -> list[dict[str, Any]]:
-        """Workers answering on the broker: name, concurrency, active and processed tasks."""
+        """Workers answering on the broker: name, concurrency, active and processed tasks.
+
+        Takes ``timeout`` seconds: a broadcast cannot know how many workers will answer.
+        Its two questions go out at once, each on a connection of its own.
+        """
 
         def ask() -> tuple[dict[str, Any], dict[str, Any]]:
+            from concurrent.futures import ThreadPoolExecutor
+
             inspect = self.app.control.inspect(timeout=timeout)
-            return inspect.stats() or {}, inspect.active() or {}
+            with ThreadPoolExecutor(2, thread_name_prefix="pagekit-inspect") as pool:
+                active = pool.submit(inspect.active)
+                stats = inspect.stats()
+                return stats or {}, active.result() or {}
 
         stats, active = self._with_broker(ask)
         out = []
