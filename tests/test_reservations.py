@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 from conftest import add_page_rows
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from pagekit import jobs
 from pagekit.contract import JobState, PageState
 from pagekit.errors import NothingToProcess, PageBusy, PageInUse
-from pagekit.store import Job, JobPage, Page, Store, deletion
+from pagekit.store import Job, JobPage, Page, Store, deletion, utcnow, workers
 from pagekit.store import jobs as rows
 
 BIG = rows.INLINE + 150  # reserved, not claimed, by its caller
@@ -154,6 +154,40 @@ def test_cancel_takes_the_reserved_pages_out_as_cancelled_and_counts_each_once(
     # Cancelled pages can be queued again.
     again, got, _ = rows.claim(store, project.id, None, [PageState.CANCELLED], "batch")
     assert got == ids
+
+
+def test_a_worker_between_the_two_steps_of_a_cancel_does_not_escape_its_count(
+    empty_db: str,
+) -> None:
+    """A cancel ends the reservation, then cancels the queued pages. A worker that claims
+    a queued page in between runs it (the job is flagged only with the queued pages), so
+    no page is cancelled by anyone but the cancel while it counts."""
+    store, _, ids, task_id = reserved_project(empty_db, "reserve-cancel-race")
+    reserved, _ = rows.reservation(store, task_id)
+    assert rows.claim_reserved(store, task_id, reserved, 0, 100) == ids[:100]
+
+    assert rows.cancel_reserved(store, task_id) == BIG - 100  # the cancel's first step
+    claimed = workers.claim_pages(
+        store, task_id, [ids[0]], "w1@host", stale_before=utcnow(), max_attempts=3
+    )
+    assert list(claimed) == [ids[0]]  # the worker runs the page: not flagged yet
+    moved = rows.cancel_queued(store, task_id)  # the cancel's second step
+    assert moved == 99
+    # The pages cancelled without ever starting are exactly the ones the cancel counted;
+    # the worker's page is cancelled at its next step, as one that started.
+    with store.read() as s:
+        never_started = s.scalar(
+            select(func.count())
+            .select_from(JobPage)
+            .where(
+                JobPage.job_id == task_id,
+                JobPage.state == PageState.CANCELLED,
+                JobPage.attempts == 0,
+            )
+        )
+    assert never_started == BIG - 100 + moved
+    assert states(store, [ids[0]]) == [(PageState.PROCESSING, task_id)]
+    assert jobs.status(store, task_id)["status"] == JobState.PROCESSING  # until its next step
 
 
 def test_a_reservation_of_a_deleted_project_ends_quietly(empty_db: str) -> None:
