@@ -461,6 +461,24 @@ def _lost_note(row: dict[str, Any], settings: Settings, now: datetime) -> str:
     )
 
 
+# Held by the watchdog's rounds; a fork of this process waits for it. The worker's main
+# process forks a pool process (to replace one that died) at any moment, and a child
+# forked while the watchdog is inside a SQLite transaction inherits SQLite's in-process
+# lock bookkeeping of it: that child then finds the database locked for ever.
+_ROUND = threading.Lock()
+_fork_guard = False
+
+
+def _guard_forks() -> None:
+    """Make this process's forks wait for the watchdog's round to end (once per process)."""
+    global _fork_guard
+    if not _fork_guard:
+        _fork_guard = True
+        os.register_at_fork(
+            before=_ROUND.acquire, after_in_parent=_ROUND.release, after_in_child=_ROUND.release
+        )
+
+
 class Watchdog(threading.Thread):
     """A worker's heartbeat and recovery loop, in the worker's main process.
 
@@ -484,10 +502,12 @@ class Watchdog(threading.Thread):
         self._stop_event.set()
 
     def run(self) -> None:
+        _guard_forks()
         rounds = 0
         while not self._stop_event.is_set():
             try:
-                self.tick(lost_check=rounds % 3 == 0)
+                with _ROUND:
+                    self.tick(lost_check=rounds % 3 == 0)
             except Exception:  # a database or broker hiccup: try again next round
                 log.exception("pagekit watchdog round failed")
             rounds += 1
