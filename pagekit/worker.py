@@ -466,17 +466,9 @@ def _lost_note(row: dict[str, Any], settings: Settings, now: datetime) -> str:
 # forked while the watchdog is inside a SQLite transaction inherits SQLite's in-process
 # lock bookkeeping of it: that child then finds the database locked for ever.
 _ROUND = threading.Lock()
-_fork_guard = False
-
-
-def _guard_forks() -> None:
-    """Make this process's forks wait for the watchdog's round to end (once per process)."""
-    global _fork_guard
-    if not _fork_guard:
-        _fork_guard = True
-        os.register_at_fork(
-            before=_ROUND.acquire, after_in_parent=_ROUND.release, after_in_child=_ROUND.release
-        )
+os.register_at_fork(
+    before=_ROUND.acquire, after_in_parent=_ROUND.release, after_in_child=_ROUND.release
+)
 
 
 class Watchdog(threading.Thread):
@@ -502,7 +494,6 @@ class Watchdog(threading.Thread):
         self._stop_event.set()
 
     def run(self) -> None:
-        _guard_forks()
         rounds = 0
         while not self._stop_event.is_set():
             try:
