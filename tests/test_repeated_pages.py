@@ -418,16 +418,23 @@ def test_a_010_database_is_upgraded_and_takes_repeated_pages(empty_db: str, tmp_
     # The index naming a job page's state is gone (a cancel rewrites rows in place).
     held = {i["name"] for i in insp.get_indexes("job_pages")}
     assert "ix_job_pages_state" not in held and "ix_job_pages_held" in held, held
+    by_status = "ix_pages_project_status" in {i["name"] for i in insp.get_indexes("pages")}
     if empty_db.startswith("postgresql"):  # with room to rewrite them there
         with engine_for(empty_db).connect() as conn:
-            options = conn.scalar(
-                text("SELECT reloptions FROM pg_class WHERE relname = :t"), {"t": "job_pages"}
-            )
+            options = {
+                table: conn.scalar(
+                    text("SELECT reloptions FROM pg_class WHERE relname = :t"), {"t": table}
+                )
+                for table in ("job_pages", "pages")
+            }
             search = conn.scalar(
                 text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_pages_text_search'")
             )
-        assert "fillfactor=40" in (options or []), options
+        assert all("fillfactor=40" in (o or []) for o in options.values()), options
         assert search.endswith("WHERE (text IS NOT NULL)"), search  # pages with text only
+        assert not by_status  # a page's state changes in place there
+    else:
+        assert by_status  # SQLite reads a project's pages by state through it
     assert {fk["referred_table"] for fk in insp.get_foreign_keys("job_pages")} == {"jobs", "pages"}
     for table in Base.metadata.sorted_tables:  # columns added since 0.1.0 were added
         have = {c["name"] for c in insp.get_columns(table.name)}

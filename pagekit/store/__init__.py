@@ -99,7 +99,14 @@ class Page(Base):
     __tablename__ = "pages"
     __table_args__ = (
         UniqueConstraint("project_id", "page_number", name="uq_page_number"),
-        Index("ix_pages_project_status", "project_id", "status"),
+        # SQLite only (:data:`SQLITE_ONLY`). On PostgreSQL no index names ``status``,
+        # ``job_id``, ``error`` or ``finished_at``: queueing, starting and cancelling a page
+        # then rewrite its row in place (a HOT update, in the room :data:`FILLFACTOR`
+        # leaves), with no new entry in any index; cancelling 100,000 queued pages takes
+        # 0.4 s instead of 1.4 s. A project's pages in some states are read through
+        # ``uq_page_number`` there (100,000 pages: tens of milliseconds). SQLite rewrites
+        # only the indexes naming a changed column, and keeps this one.
+        Index("ix_pages_project_status", "project_id", "status").ddl_if(dialect="sqlite"),
         # Whether any page, in any project, still names some bytes (deleting pages), and
         # the duplicate lookup when adding files. Not unique: a scan repeats pages (blank
         # versos, separator sheets) and each is a page of its own.
@@ -389,9 +396,13 @@ _FILLED_IN = {
     "WHERE state = 'processing' AND heartbeat_at IS NULL",
 }
 
+# Indexes the models make on SQLite only; PostgreSQL drops them (see Page).
+SQLITE_ONLY = {"pages": ("ix_pages_project_status",)}
+
 # PostgreSQL fillfactor (percent of each table page filled by inserts): the rest keeps
-# room for a job page's next version beside the old one (HOT updates, see JobPage).
-FILLFACTOR = {"job_pages": 40}
+# room for a row's next version beside the old one (HOT updates, see Page and JobPage);
+# a claim or a cancel rewrites many rows of one table page in one transaction.
+FILLFACTOR = {"job_pages": 40, "pages": 40}
 
 
 def migrate(engine: Engine) -> None:
@@ -437,7 +448,10 @@ def _pending(conn: Connection) -> dict[str, list[Any]]:
         have = {c["name"] for c in columns[(None, name)]}
         todo["columns"] += [c for c in table.columns if c.name not in have]
         found = {i["name"]: i.get("dialect_options", {}) for i in indexes[(None, name)]}
-        todo["indexes"] += [i for i in table.indexes if i.name not in found]
+        elsewhere = () if conn.dialect.name == "sqlite" else SQLITE_ONLY.get(name, ())
+        todo["indexes"] += [
+            i for i in table.indexes if i.name not in found and i.name not in elsewhere
+        ]
         todo["remade"] += [
             i
             for i in table.indexes
@@ -445,7 +459,8 @@ def _pending(conn: Connection) -> dict[str, list[Any]]:
             and i.dialect_kwargs.get(where) is not None
             and found[i.name].get(where) is None
         ]
-        todo["retired"] += [i for i in _RETIRED_INDEXES.get(name, ()) if i in found]
+        retired = _RETIRED_INDEXES.get(name, ()) + elsewhere
+        todo["retired"] += [i for i in retired if i in found]
         dropped = _DROPPED_UNIQUE.get(name)
         if dropped and dropped in {u["name"] for u in insp.get_unique_constraints(name)}:
             todo["rebuild"].append(name)

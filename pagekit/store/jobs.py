@@ -483,9 +483,8 @@ def cancel_queued(store: Store, job_id: str) -> int:
 
     The pages follow their job pages: a page's row says ``queued`` for this job exactly
     while its job page does (every writer moves both in one transaction), so the pages
-    to mark are the project's queued pages of this job, read through the project's
-    ``(project_id, status)`` index rather than looked up one by one. Two Core UPDATEs
-    of 100,000 rows each, and nothing read back row by row.
+    to mark are those whose job pages moved, by key (the first UPDATE's ``RETURNING``,
+    sent back as one array). Two Core UPDATEs of 100,000 rows each.
 
     Pages the job still has reserved are claimed into ``cancelled`` first, in a
     transaction of their own (:func:`cancel_reserved`), and counted in the answer.
@@ -500,20 +499,21 @@ def cancel_queued(store: Store, job_id: str) -> int:
         # In page order first, as every transaction moving several job pages does (a
         # worker's group claim could otherwise hold one this UPDATE reaches later).
         lock_in_order(s, JobPage.job_id == job_id, JobPage.state == PageState.QUEUED)
-        moved = conn.execute(
+        rows = _plain_rows(
+            conn,
             update(JobPage)
             .where(JobPage.job_id == job_id, JobPage.state == PageState.QUEUED)
             .values(state=PageState.CANCELLED, finished_at=now, heartbeat_at=None)
-        ).rowcount
+            .returning(JobPage.page_id),
+        )
+        ids = [pid for (pid,) in rows]
+        moved = len(ids)
         if moved:
             conn.execute(
                 update(Page)
-                .where(
-                    Page.project_id == job.project_id,
-                    Page.status == PageState.QUEUED,
-                    Page.job_id == job_id,
-                )
-                .values(status=PageState.CANCELLED, finished_at=now)
+                .where(_given_page(conn), Page.job_id == job_id, Page.status == PageState.QUEUED)
+                .values(status=PageState.CANCELLED, finished_at=now),
+                _ids_param(conn, ids),
             )
         counters.moved(s, job_id, moved, PageState.QUEUED, PageState.CANCELLED)
         s.refresh(job)
