@@ -45,8 +45,11 @@ Each line prints the figure, what was measured, the goal and PASS or MISS; goals
   project, in-process (FastAPI's ``TestClient``), from the request until the reply is
   read; the project's pages are set back to pending before each, and each job cancelled.
 - cancel: from ``cancel()`` on the N-page job until its status is final (what a progress
-  bar sees). Then, for information, how fast the workers discard the cancelled job's
-  messages still in the broker (a job queued after the cancel waits behind them).
+  bar sees), once after the status figures (seconds after the enqueue: a worker has
+  claimed most pages) and once the moment ``process_pending`` returns (the cancel claims
+  the pages nobody claimed yet itself). Then, for information, how fast the workers
+  discard the cancelled job's messages still in the broker (a job queued after the cancel
+  waits behind them).
 
 ``--on-postgres``: the same run with the embedded runtime's database a scratch PostgreSQL
 database (made on the ``--postgres`` server, dropped afterwards) instead of SQLite: every
@@ -514,6 +517,7 @@ def big_job(
     )
     took, _, _ = cancel_until_final(client, job100["task_id"])
     line("  cancel 100-page job until final", secs(took), "< 2 s", took < 2)
+    cancel_at_once(client, big, n)
     http_enqueue(client, big, n)
 
     if drain_limit <= 0:
@@ -523,6 +527,38 @@ def big_job(
     line("  cancelled jobs' messages in the broker", f"{start:,} -> {left:,} in {spent:.0f} s")
     wait = "for none" if not left else f"~{left / rate:.0f} s more" if rate else "(not draining)"
     note(f"the workers discard them at {rate:.0f}/s; a job queued now waits {wait}")
+
+
+def all_pending(client: Client, project_id: int) -> None:
+    """Set every page of the project back to pending (a benchmark's shortcut: no user
+    does this)."""
+    from sqlalchemy import update
+
+    from pagekit.store import Page
+
+    with client.store.write() as s:
+        s.execute(
+            update(Page)
+            .where(Page.project_id == project_id)
+            .values(status="pending", job_id=None, error=None)
+        )
+
+
+def cancel_at_once(client: Client, big: dict[str, Any], n: int) -> None:
+    """Cancel the N-page job the moment ``process_pending`` returns: the pages a worker has
+    not claimed yet are claimed by the cancel itself, straight into ``cancelled``."""
+    from pagekit.store import jobs as rows
+
+    all_pending(client, big["project_id"])
+    job = client.process_pending(big)
+    found = rows.reservation(client.store, job["task_id"])
+    claimed = n if found is None else found[1]
+    took, _, final = cancel_until_final(client, job["task_id"])
+    line(f"cancel {n:,}-page job right after enqueue", secs(took), "< 2 s", took < 2)
+    note(
+        f"{claimed:,} of {n:,} pages claimed when the cancel began; final: {final['status']}, "
+        f"{final['result'].get('cancelled', 0):,} cancelled"
+    )
 
 
 def http_enqueue(client: Client, big: dict[str, Any], n: int) -> None:
@@ -539,21 +575,16 @@ def http_enqueue(client: Client, big: dict[str, Any], n: int) -> None:
     except ImportError as exc:
         line("HTTP enqueue", "not measured here", f"needs pagekit[api] ({exc.name})")
         return
-    from sqlalchemy import select, update
+    from sqlalchemy import select
 
-    from pagekit.store import Job, Page
+    from pagekit.store import Job
 
     pid = big["project_id"]
     ids = [int(i) for i in client.pages(big).page_id]
     token = tokens.create(client.store, f"bench-{uuid.uuid4().hex[:8]}")
     with TestClient(create_app(client), headers={"Authorization": f"Bearer {token}"}) as api:
         for route, body in (("process-pending", None), ("process-batch", {"page_ids": ids})):
-            with client.store.write() as s:
-                s.execute(
-                    update(Page)
-                    .where(Page.project_id == pid)
-                    .values(status="pending", job_id=None, error=None)
-                )
+            all_pending(client, pid)
             t = time.perf_counter()
             reply = api.post(f"/tasks/projects/{pid}/{route}", json=body)
             took = time.perf_counter() - t
