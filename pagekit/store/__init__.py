@@ -69,6 +69,17 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+# Names of the indexes made on SQLite only (:func:`sqlite_only`); ``migrate`` drops them
+# from a PostgreSQL database.
+SQLITE_ONLY: set[str] = set()
+
+
+def sqlite_only(index: Index) -> Index:
+    """``index``, made by ``create_all`` and ``migrate`` on SQLite only."""
+    SQLITE_ONLY.add(str(index.name))
+    return index.ddl_if(dialect="sqlite")
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
@@ -99,14 +110,14 @@ class Page(Base):
     __tablename__ = "pages"
     __table_args__ = (
         UniqueConstraint("project_id", "page_number", name="uq_page_number"),
-        # SQLite only (:data:`SQLITE_ONLY`). On PostgreSQL no index names ``status``,
+        # SQLite only. On PostgreSQL no index names ``status``,
         # ``job_id``, ``error`` or ``finished_at``: queueing, starting and cancelling a page
         # then rewrite its row in place (a HOT update, in the room :data:`FILLFACTOR`
         # leaves), with no new entry in any index; cancelling 100,000 queued pages takes
         # 0.4 s instead of 1.4 s. A project's pages in some states are read through
         # ``uq_page_number`` there (100,000 pages: tens of milliseconds). SQLite rewrites
         # only the indexes naming a changed column, and keeps this one.
-        Index("ix_pages_project_status", "project_id", "status").ddl_if(dialect="sqlite"),
+        sqlite_only(Index("ix_pages_project_status", "project_id", "status")),
         # Whether any page, in any project, still names some bytes (deleting pages), and
         # the duplicate lookup when adding files. Not unique: a scan repeats pages (blank
         # versos, separator sheets) and each is a page of its own.
@@ -396,9 +407,6 @@ _FILLED_IN = {
     "WHERE state = 'processing' AND heartbeat_at IS NULL",
 }
 
-# Indexes the models make on SQLite only; PostgreSQL drops them (see Page).
-SQLITE_ONLY = {"pages": ("ix_pages_project_status",)}
-
 # PostgreSQL fillfactor (percent of each table page filled by inserts): the rest keeps
 # room for a row's next version beside the old one (HOT updates, see Page and JobPage);
 # a claim or a cancel rewrites many rows of one table page in one transaction.
@@ -448,18 +456,17 @@ def _pending(conn: Connection) -> dict[str, list[Any]]:
         have = {c["name"] for c in columns[(None, name)]}
         todo["columns"] += [c for c in table.columns if c.name not in have]
         found = {i["name"]: i.get("dialect_options", {}) for i in indexes[(None, name)]}
-        elsewhere = () if conn.dialect.name == "sqlite" else SQLITE_ONLY.get(name, ())
-        todo["indexes"] += [
-            i for i in table.indexes if i.name not in found and i.name not in elsewhere
-        ]
+        elsewhere = set() if conn.dialect.name == "sqlite" else SQLITE_ONLY
+        made = [i for i in table.indexes if i.name not in elsewhere]  # on this database
+        todo["indexes"] += [i for i in made if i.name not in found]
         todo["remade"] += [
             i
-            for i in table.indexes
+            for i in made
             if i.name in found
             and i.dialect_kwargs.get(where) is not None
             and found[i.name].get(where) is None
         ]
-        retired = _RETIRED_INDEXES.get(name, ()) + elsewhere
+        retired = [*_RETIRED_INDEXES.get(name, ()), *elsewhere]
         todo["retired"] += [i for i in retired if i in found]
         dropped = _DROPPED_UNIQUE.get(name)
         if dropped and dropped in {u["name"] for u in insp.get_unique_constraints(name)}:

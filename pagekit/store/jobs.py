@@ -521,4 +521,4 @@ def cancel_queued(store: Store, job_id: str) -> int:
         # A job that was finished before this call keeps its outcome.
         if reserved or moved or c[PageState.QUEUED] or c[PageState.PROCESSING]:
             conn.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
-    return reserved + int(moved)
+    return reserved + moved
