@@ -7,6 +7,7 @@ SQLAlchemy URL); `.ci/run` sets it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 # Before anything reads settings: a test that names no home writes here, never into the
@@ -28,7 +30,7 @@ from sqlalchemy import create_engine, make_url, select  # noqa: E402
 from pagekit import runtime  # noqa: E402
 from pagekit.client import Client  # noqa: E402
 from pagekit.config import Settings  # noqa: E402
-from pagekit.store import JobPage, Page, Store, engine_for  # noqa: E402
+from pagekit.store import Job, JobPage, Page, Store, engine_for  # noqa: E402
 
 PLUGINS = Path(__file__).parent / "plugins"
 ON_CI = os.environ.get("CI") == "true"
@@ -155,16 +157,38 @@ def add_page_rows(
         return [p.id for p in pages]
 
 
+def job_page_rows(store: Store, task_id: str) -> list[Any]:
+    """The job's pages as stored: ``(page_id, state, attempts, status, words)`` rows from
+    its job rows, then the pages a cancel took before any worker claimed them (listed on
+    the job, with no job row: cancelled, never attempted)."""
+    with store.read() as s:
+        rows = s.execute(
+            select(JobPage.page_id, JobPage.state, JobPage.attempts, Page.status, Page.words)
+            .join(Page, Page.id == JobPage.page_id)
+            .where(JobPage.job_id == task_id)
+            .order_by(JobPage.position)
+        ).all()
+        listed = s.scalar(select(Job.unclaimed).where(Job.id == task_id))
+        tail = json.loads(listed) if listed else []
+        pages: dict[int, tuple[str, int | None]] = {}
+        for at in range(0, len(tail), 500):
+            chunk = tail[at : at + 500]
+            query = select(Page.id, Page.status, Page.words).where(Page.id.in_(chunk))
+            pages.update({pid: (status, words) for pid, status, words in s.execute(query)})
+    unclaimed = [
+        SimpleNamespace(page_id=pid, state="cancelled", attempts=0, status=st, words=words)
+        for pid in tail
+        if pid in pages
+        for st, words in [pages[pid]]
+    ]
+    return [*rows, *unclaimed]
+
+
 def check_cancel_counted(client: Client, task_id: str, cancelled: int, what: str) -> list[Any]:
     """After a cancel and the job's end: the cancel's count is exactly the pages that never
     started, none of them ran, and every page row agrees with its job page. The job's rows
     ``(state, attempts, status, words)``, for more checks."""
-    with client.store.read() as s:
-        rows = s.execute(
-            select(JobPage.state, JobPage.attempts, Page.status, Page.words)
-            .join(Page, Page.id == JobPage.page_id)
-            .where(JobPage.job_id == task_id)
-        ).all()
+    rows = job_page_rows(client.store, task_id)
     never_started = [row for row in rows if row.state == "cancelled" and row.attempts == 0]
     assert len(never_started) == cancelled, (
         f"{what}: cancel reported {cancelled} pages, {len(never_started)} stayed cancelled"

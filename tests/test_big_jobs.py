@@ -9,14 +9,15 @@ import socket
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 import redis
-from conftest import check_cancel_counted, need, new_project
-from sqlalchemy import func, select
+from conftest import check_cancel_counted, job_page_rows, need, new_project
+from sqlalchemy import select
 
 from pagekit import _pagegen as gen
 from pagekit import jobs, runtime
@@ -54,14 +55,7 @@ def add_text_pages(client: Client, project: dict, n: int, tag: str) -> list[int]
 
 def page_rows(client: Client, task_id: str) -> dict[str, int]:
     """The job's pages counted from their own rows (what the counters must agree with)."""
-    with client.store.read() as s:
-        found = dict(
-            s.execute(
-                select(JobPage.state, func.count())
-                .where(JobPage.job_id == task_id)
-                .group_by(JobPage.state)
-            ).all()
-        )
+    found = Counter(row.state for row in job_page_rows(client.store, task_id))
     return {state: found.get(state, 0) for state in (*ACTIVE, *FINISHED)}
 
 

@@ -14,13 +14,13 @@ import threading
 from typing import Any
 
 import pytest
-from conftest import add_page_rows
-from sqlalchemy import func, select
+from conftest import add_page_rows, job_page_rows
+from sqlalchemy import select
 
 from pagekit import jobs
 from pagekit.contract import JobState, PageState
-from pagekit.errors import NothingToProcess, PageBusy, PageInUse
-from pagekit.store import Job, JobPage, Page, Store, deletion, utcnow, workers
+from pagekit.errors import NoSuchTask, NothingToProcess, PageBusy, PageInUse
+from pagekit.store import Job, JobPage, Page, Store, deletion, reporting, utcnow, workers
 from pagekit.store import jobs as rows
 
 BIG = rows.INLINE + 150  # reserved, not claimed, by its caller
@@ -156,6 +156,50 @@ def test_cancel_takes_the_reserved_pages_out_as_cancelled_and_counts_each_once(
     assert got == ids
 
 
+def test_a_job_cancelled_before_any_claim_answers_for_every_page_and_follows_deletes(
+    empty_db: str,
+) -> None:
+    """Cancelled the moment it is queued, a big job takes all its pages out unclaimed:
+    its answer, its line in the jobs table and later deletes count every one of them,
+    as they do a claimed job's pages."""
+    store, project, ids, task_id = reserved_project(empty_db, "reserve-cancel-first")
+    out = jobs.cancel(store, task_id)
+    assert out["cancelled_pages"] == BIG and out["status"] == JobState.CANCELLED
+    results = out["result"]["results"]
+    assert [r["page_id"] for r in results] == ids
+    assert [r["page_number"] for r in results] == list(range(1, BIG + 1))
+    assert {r["status"] for r in results} == {PageState.CANCELLED}
+    assert set(states(store, ids)) == {(PageState.CANCELLED, task_id)}
+    [stats] = reporting.job_stats(store, project.id, task_id)
+    assert stats.counts[PageState.CANCELLED] == BIG and stats.counts[PageState.QUEUED] == 0
+    assert stats.finished_at is not None  # the cancel ended it
+    assert rows.claim_reserved(store, task_id, ids, 0, 100) == []  # the dispatcher, late
+
+    # Deleted pages leave the job, as they leave any job.
+    deletion.delete_pages(store, project.id, ids[:5])
+    after = jobs.status(store, task_id)["result"]
+    assert after["total"] == after["cancelled"] == BIG - 5
+    assert [r["page_id"] for r in after["results"]] == ids[5:]
+    # A page added after a delete never shows in the job, even where SQLite gives it a
+    # deleted page's id.
+    deletion.delete_pages(store, project.id, [ids[-1]])
+    add_page_rows(store, project.id, 1, first=BIG + 1)
+    after = jobs.status(store, task_id)["result"]
+    assert [r["page_id"] for r in after["results"]] == ids[5:-1]
+    # Queued again by a later job, a page stays cancelled in this one's answer.
+    again, got, _ = rows.claim(store, project.id, ids[5:7], [], "batch")
+    assert got == ids[5:7]
+    assert [r["status"] for r in jobs.status(store, task_id)["result"]["results"][:3]] == [
+        PageState.CANCELLED
+    ] * 3
+    # A job left with no page goes with its last one.
+    jobs.cancel(store, again)
+    deletion.delete_pages(store, project.id, ids[5:-1])
+    for gone in (task_id, again):
+        with pytest.raises(NoSuchTask):
+            jobs.status(store, gone)
+
+
 def test_a_worker_between_the_two_steps_of_a_cancel_does_not_escape_its_count(
     empty_db: str,
 ) -> None:
@@ -175,17 +219,9 @@ def test_a_worker_between_the_two_steps_of_a_cancel_does_not_escape_its_count(
     assert moved == 99
     # The pages cancelled without ever starting are exactly the ones the cancel counted;
     # the worker's page is cancelled at its next step, as one that started.
-    with store.read() as s:
-        never_started = s.scalar(
-            select(func.count())
-            .select_from(JobPage)
-            .where(
-                JobPage.job_id == task_id,
-                JobPage.state == PageState.CANCELLED,
-                JobPage.attempts == 0,
-            )
-        )
-    assert never_started == BIG - 100 + moved
+    rows_ = job_page_rows(store, task_id)
+    never_started = [r for r in rows_ if r.state == PageState.CANCELLED and r.attempts == 0]
+    assert len(never_started) == BIG - 100 + moved
     assert states(store, [ids[0]]) == [(PageState.PROCESSING, task_id)]
     assert jobs.status(store, task_id)["status"] == JobState.PROCESSING  # until its next step
 

@@ -217,6 +217,11 @@ class Job(Base):
     # Every other claim and delete in the project treats them as taken by this job.
     reserved: Mapped[str | None] = mapped_column(Text, nullable=True, deferred=True)
     reserved_at: Mapped[int | None] = mapped_column(Integer, nullable=True)  # next to claim
+    # The reserved pages a cancel took before any worker claimed them (a JSON array of
+    # page ids, in the job's order, after its job_pages rows): cancelled, with no
+    # job_pages row each (pagekit.store.jobs.cancel_reserved). NULL: none.
+    unclaimed: Mapped[str | None] = mapped_column(Text, nullable=True, deferred=True)
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class JobPage(Base):

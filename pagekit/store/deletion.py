@@ -12,6 +12,7 @@ pages deleted, and a job left with no page at all is deleted with them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from functools import partial
 from itertools import islice
@@ -19,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import delete, exists, func, select, update
 
-from ..contract import ACTIVE
+from ..contract import ACTIVE, PageState
 from ..errors import NoSuchPage, NoSuchProject, PageInUse
 from . import Job, JobPage, Page, PageLayout, Project, Store, counters, lock_blob_keys
 from .jobs import refuse_reserved, reservations
@@ -124,6 +125,7 @@ def delete_pages(store: Store, project_id: int, page_ids: list[int]) -> dict[str
             deleted += _delete_rows(s, where)
         if deleted != len(ids):  # the locks above make this impossible: never half a delete
             raise PageInUse([], None, what="these pages")
+        _forget_unclaimed(s, project_id, set(ids), per_job)
         _shrink_jobs(s, per_job)
     return {"page_ids": ids, "blobs": blobs, "thumbnails": thumbnails}
 
@@ -158,6 +160,26 @@ def delete_project(store: Store, project_id: int) -> dict[str, Any]:
     return {"name": name, "pages": count, "blobs": blobs, "thumbnails": thumbnails}
 
 
+def _forget_unclaimed(
+    s: Any, project_id: int, ids: set[int], per_job: dict[tuple[str, str], int]
+) -> None:
+    """Take the deleted pages out of the project's jobs that list them as cancelled
+    unclaimed (:attr:`Job.unclaimed`, no job row), counting them in ``per_job``. A
+    page's id must not stay listed: SQLite may give it to a page added later."""
+    for job_id, text in s.execute(
+        select(Job.id, Job.unclaimed)
+        .where(Job.project_id == project_id, Job.unclaimed.is_not(None))
+        .with_for_update()
+    ).all():
+        listed = json.loads(text)
+        kept = [pid for pid in listed if pid not in ids]
+        if len(kept) < len(listed):
+            key = (job_id, PageState.CANCELLED.value)
+            per_job[key] = per_job.get(key, 0) + len(listed) - len(kept)
+            left = json.dumps(kept) if kept else None
+            s.execute(update(Job).where(Job.id == job_id).values(unclaimed=left))
+
+
 def _shrink_jobs(s: Any, per_job: dict[tuple[str, str], int]) -> None:
     """Jobs stop counting the deleted pages (``(job, state): how many``) in their total
     and their counters; a job with none left goes too."""
@@ -166,7 +188,11 @@ def _shrink_jobs(s: Any, per_job: dict[tuple[str, str], int]) -> None:
         counters.moved(s, job_id, n, state, None)
     for chunk in _chunks(sorted({job_id for job_id, _ in per_job})):
         s.execute(
-            delete(Job).where(Job.id.in_(chunk), ~exists().where(JobPage.job_id == Job.id)),
+            delete(Job).where(
+                Job.id.in_(chunk),
+                Job.unclaimed.is_(None),
+                ~exists().where(JobPage.job_id == Job.id),
+            ),
             execution_options={"synchronize_session": False},
         )
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Select, func, select
 
 from ..contract import ACTIVE, FINISHED, RESULT_COLUMNS, PageState
-from . import Job, JobPage, Page, Store, page_filter
+from . import Job, JobPage, Page, Store, counters, page_filter
 
 # Rows fetched per round trip when a query is streamed.
 YIELD_PER = 5000
@@ -133,7 +133,11 @@ def job_stats(
     store: Store, project_id: int | None = None, job_id: str | None = None
 ) -> list[JobStats]:
     """Every job (of one project, or all; or the one ``job_id``), newest first; two queries
-    whatever the count."""
+    whatever the count.
+
+    Counts are the job's counters (:mod:`pagekit.store.counters`), which also count the
+    pages a cancel took unclaimed (no job row); an older pagekit's job is counted from
+    its rows. Its end is its last page's end, or its cancel if later."""
     jobs = select(Job).order_by(Job.created_at.desc())
     agg = (
         select(
@@ -166,6 +170,13 @@ def job_stats(
                 stats.started_at = started
             if finished and (stats.finished_at is None or finished > stats.finished_at):
                 stats.finished_at = finished
+        for stats in out.values():
+            job = stats.job
+            if job.cancelled is not None:  # counters kept (not a job of an older pagekit)
+                stats.counts = counters.read(s, job)
+            end = job.cancelled_at
+            if end and (stats.finished_at is None or end > stats.finished_at):
+                stats.finished_at = end
     return list(out.values())
 
 
