@@ -84,6 +84,7 @@ import tempfile
 import textwrap
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
@@ -568,7 +569,9 @@ def http_enqueue(client: Client, big: dict[str, Any], n: int) -> None:
     to pending before each (a benchmark's shortcut: no user does this), and each job is
     cancelled after."""
     try:
-        from fastapi.testclient import TestClient
+        with warnings.catch_warnings():  # Starlette >= 1.x asks for httpx2; either works
+            warnings.filterwarnings("ignore", message="Using `httpx` with `starlette")
+            from fastapi.testclient import TestClient
 
         from pagekit import tokens
         from pagekit.api import create_app
