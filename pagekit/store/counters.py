@@ -36,11 +36,16 @@ def moved(s: Any, job_id: str, n: int, src: str | None, dst: str | None) -> int:
     return n
 
 
+def kept(job: Job) -> bool:
+    """Whether the job keeps counters (NULL: a job made by an older pagekit)."""
+    return all(getattr(job, state) is not None for state in COUNTED)
+
+
 def read(s: Any, job: Job) -> dict[str, int]:
     """The job's pages by state, every state present: from its counters, or counted from
     ``job_pages`` for a job made by an older pagekit (its counters are NULL)."""
     stored = {state: getattr(job, state) for state in COUNTED}
-    if None in stored.values():
+    if not kept(job):
         rows = s.execute(
             select(JobPage.state, func.count())
             .where(JobPage.job_id == job.id)

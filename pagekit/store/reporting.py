@@ -158,25 +158,26 @@ def job_stats(
         agg = agg.where(JobPage.job_id == job_id)
     with store.read() as s:
         out = {
-            job.id: JobStats(job, dict.fromkeys((*ACTIVE, *FINISHED), 0), None, None)
+            job.id: JobStats(
+                job,
+                counters.read(s, job)
+                if counters.kept(job)
+                else dict.fromkeys((*ACTIVE, *FINISHED), 0),
+                None,
+                job.cancelled_at,  # or its last page's end, if later
+            )
             for job in s.scalars(jobs)
         }
         for job_id, state, n, started, finished in s.execute(agg):
             stats = out.get(job_id)
             if stats is None:  # a job created between the two queries
                 continue
-            stats.counts[state] = n
+            if not counters.kept(stats.job):
+                stats.counts[state] = n
             if started and (stats.started_at is None or started < stats.started_at):
                 stats.started_at = started
             if finished and (stats.finished_at is None or finished > stats.finished_at):
                 stats.finished_at = finished
-        for stats in out.values():
-            job = stats.job
-            if job.cancelled is not None:  # counters kept (not a job of an older pagekit)
-                stats.counts = counters.read(s, job)
-            end = job.cancelled_at
-            if end and (stats.finished_at is None or end > stats.finished_at):
-                stats.finished_at = end
     return list(out.values())
 
 
