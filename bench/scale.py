@@ -46,7 +46,7 @@ Each line prints the figure, what was measured, the goal and PASS or MISS; goals
   read; the project's pages are set back to pending before each, and each job cancelled.
 - cancel: from ``cancel()`` on the N-page job until its status is final (what a progress
   bar sees), once after the status figures (seconds after the enqueue: a worker has
-  claimed most pages) and once the moment ``process_pending`` returns (the cancel claims
+  claimed most pages) and once the moment ``process_pending`` returns (the cancel takes
   the pages nobody claimed yet itself). Then, for information, how fast the workers
   discard the cancelled job's messages still in the broker (a job queued after the cancel
   waits behind them).
@@ -547,7 +547,7 @@ def all_pending(client: Client, project_id: int) -> None:
 
 def cancel_at_once(client: Client, big: dict[str, Any], n: int) -> None:
     """Cancel the N-page job the moment ``process_pending`` returns: the pages a worker has
-    not claimed yet are claimed by the cancel itself, straight into ``cancelled``."""
+    not claimed yet are taken by the cancel itself, straight into ``cancelled``."""
     from pagekit.store import jobs as rows
 
     all_pending(client, big["project_id"])

@@ -170,16 +170,14 @@ def job_page_rows(store: Store, task_id: str) -> list[Any]:
         ).all()
         listed = s.scalar(select(Job.unclaimed).where(Job.id == task_id))
         tail = json.loads(listed) if listed else []
-        pages: dict[int, tuple[str, int | None]] = {}
+        pages = {}
         for at in range(0, len(tail), 500):
-            chunk = tail[at : at + 500]
-            query = select(Page.id, Page.status, Page.words).where(Page.id.in_(chunk))
-            pages.update({pid: (status, words) for pid, status, words in s.execute(query)})
+            query = select(Page.id, Page.status, Page.words).where(Page.id.in_(tail[at : at + 500]))
+            pages.update({row.id: row for row in s.execute(query)})
     unclaimed = [
-        SimpleNamespace(page_id=pid, state="cancelled", attempts=0, status=st, words=words)
+        SimpleNamespace(page_id=pid, state="cancelled", attempts=0, **pages[pid]._asdict())
         for pid in tail
-        if pid in pages
-        for st, words in [pages[pid]]
+        if pid in pages  # not a page deleted since
     ]
     return [*rows, *unclaimed]
 
